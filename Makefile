@@ -1,0 +1,113 @@
+# sundynix-dispatcher. `make` builds the daemon and sundynixctl into build/;
+# `make test` runs every unit and integration test; `make test SANITIZE=1`
+# does it again under ASan+UBSan in build/asan.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := 0.1.0
+
+BUILD    := build
+OPT      ?= -O2
+ifeq ($(SANITIZE),1)
+BUILD    := build/asan
+OPT      := -O1
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+PKGS     := libuv libnats libcurl jansson libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CFLAGS   ?=
+override CFLAGS += -std=c11 -D_GNU_SOURCE -DSUNDYNIX_VERSION='"$(VERSION)"' $(OPT) -g $(WARN) \
+	$(SANFLAGS) -Iinclude $(PKG_CFLAGS)
+override LDFLAGS += $(SANFLAGS)
+
+# Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
+PURE_MODS   := util log config contract modelcfg prompt sse openai
+DAEMON_MODS := bus http upstream stub request main
+CTL_MODS    := sundynixctl
+
+PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
+DAEMON_OBJS := $(PURE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
+CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/sundynixctl.o
+
+DAEMON := $(BUILD)/sundynix-dispatcher
+CTL    := $(BUILD)/sundynixctl
+MOCK   := $(BUILD)/tests/mock-backend
+
+# Unit tests (cmocka): each links the production objects of its module.
+UNIT_TESTS := sse openai contract modelcfg prompt config util
+unit_objs_sse      := util sse
+unit_objs_openai   := util openai sse
+unit_objs_contract := util contract
+unit_objs_modelcfg := util modelcfg
+unit_objs_prompt   := util prompt
+unit_objs_config   := util log config
+unit_objs_util     := util log
+UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
+
+# Integration tests: each a C program using tests/integration/harness.c
+# against a real nats-server, the mock backend and the real daemon.
+INTEG_TESTS := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
+INTEG_BINS  := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
+
+.PHONY: all test unit integration clean install uninstall demo deps bench fuzz check-config
+
+all: $(DAEMON) $(CTL)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+$(DAEMON): $(DAEMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(CTL): $(CTL_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(MOCK): tests/mock_backend.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ tests/mock_backend.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+
+define unit_rule
+$(BUILD)/tests/unit_$(1): tests/unit/test_$(1).c $$(unit_objs_$(1):%=$(BUILD)/obj/%.o) | $(BUILD)/tests
+	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(LDFLAGS) $$(PKG_LIBS) -lcmocka
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
+
+$(BUILD)/tests/integ_%: tests/integration/test_%.c tests/integration/harness.c tests/integration/harness.h \
+		$(BUILD)/obj/util.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests/integration -o $@ $< tests/integration/harness.c $(BUILD)/obj/util.o \
+		$(LDFLAGS) $(PKG_LIBS) -lcmocka
+
+deps:
+	./scripts/install-deps.sh
+
+unit: $(UNIT_BINS)
+integration: all $(MOCK) $(INTEG_BINS)
+
+test: deps
+	$(MAKE) all $(UNIT_BINS) $(MOCK) $(INTEG_BINS)
+	BUILD=$(BUILD) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS)
+
+demo: deps
+	$(MAKE) all $(MOCK)
+	BUILD=$(BUILD) ./scripts/demo.sh
+
+check-config: $(DAEMON)
+	$(DAEMON) --check-config -c config/dispatcher.json
+
+clean:
+	rm -rf build
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(CTL) $(DESTDIR)$(PREFIX)/bin/sundynixctl
+	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/sundynix-dispatcher
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sundynixctl $(DESTDIR)$(PREFIX)/sbin/sundynix-dispatcher

@@ -1,0 +1,77 @@
+/* config: the daemon's own configuration. One table declares every key once
+ * (path, type, default, bounds, whether it can change on reload); loading
+ * parses into a scratch struct, applies environment overrides, validates, and
+ * only then hands the result over, so a bad file never half-applies. Secrets
+ * may come from files (resolved against $CREDENTIALS_DIRECTORY when relative).
+ * Knows nothing of NATS or curl. */
+#ifndef SUNDYNIX_CONFIG_H
+#define SUNDYNIX_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+struct config {
+	/* nats.* (restart needed) */
+	char **nats_servers; /* NULL-terminated array, at least one entry */
+	size_t nats_servers_count;
+	char *nats_user;
+	char *nats_password;    /* from nats.password or nats.password_file */
+	char *nats_token;       /* from nats.token or nats.token_file */
+	char *nats_credentials_file;
+	char *nats_nkey_seed_file;
+	char *nats_tls_ca_file;
+	char *nats_tls_cert_file;
+	char *nats_tls_key_file;
+	char *nats_tls_server_name;
+	long long nats_reconnect_wait_ms;
+	long long nats_connect_timeout_ms;
+
+	char *subject_prefix; /* restart */
+	char *queue_group;    /* restart */
+	char *instance_id;    /* restart; default "<hostname>-<pid>" */
+
+	/* live on reload from here down */
+	long long limits_max_inflight;
+	long long limits_max_request_bytes;
+	long long limits_max_sse_line_bytes;
+
+	long long timeouts_connect_ms;
+	long long timeouts_first_token_ms;
+	long long timeouts_idle_ms;
+	long long timeouts_total_ms;
+	long long timeouts_config_request_ms;
+
+	long long stub_ttft_ms;
+	long long stub_inter_token_ms;
+
+	char *prompt_system;
+	char *prompt_memory_template;
+
+	int log_level; /* LOG_LVL_* */
+
+	long long shutdown_grace_ms;
+};
+
+/* Every string field is non-NULL after these ("" when unset). */
+void config_defaults(struct config *c);
+/* Loads path (NULL: defaults only), then the environment overrides
+ * SUNDYNIX_NATS_URL (comma-separated), SUNDYNIX_SUBJECT_PREFIX,
+ * SUNDYNIX_QUEUE_GROUP, SUNDYNIX_INSTANCE_ID, SUNDYNIX_STUB_TTFT_MS,
+ * SUNDYNIX_STUB_INTER_TOKEN_MS, SUNDYNIX_LOG_LEVEL, SUNDYNIX_SYSTEM_PROMPT.
+ * On error returns -1, leaves *out untouched and writes a message naming
+ * the file, line and key ("FILE:LINE: key 'limits.max_inflight': expected an
+ * integer"); the message never contains a secret's value. */
+int config_load(const char *path, struct config *out, char *err, size_t errlen) UTIL_WUR;
+void config_free(struct config *c);
+/* Calls cb for every key whose value differs between a and b; live tells
+ * whether the key takes effect without a restart. Secret values are never
+ * passed, only key names. */
+void config_diff(const struct config *a, const struct config *b,
+		 void (*cb)(void *ud, const char *key, bool live), void *ud);
+/* Writes every key with its default and description as Markdown table rows
+ * (used to keep docs/config.md true). */
+void config_print_reference(void);
+
+#endif

@@ -1,0 +1,47 @@
+/* modelcfg: the active model config as an immutable, reference-counted
+ * snapshot, and the revision rule that orders updates. A request holds a
+ * reference for its whole life, so a hot update never changes a stream in
+ * flight. Pure: no I/O, single-threaded (loop thread only). */
+#ifndef SUNDYNIX_MODELCFG_H
+#define SUNDYNIX_MODELCFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+struct modelcfg {
+	int refs;
+	char *provider; /* "" when absent; never NULL */
+	char *base_url; /* "" when absent, trailing '/' removed */
+	char *api_key;  /* "" when absent */
+	char *model;    /* "" when absent */
+	bool has_revision;
+	long long revision;
+	bool ready; /* base_url and model both non-empty */
+};
+
+/* Parses a ModelConfig message body: an object, `null`, or `{}` (the last two
+ * give a non-ready config). Unknown fields are ignored. Returns a config with
+ * refs = 1, or NULL with a reason in err (which never contains the api_key). */
+struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t errlen) UTIL_WUR;
+struct modelcfg *modelcfg_ref(struct modelcfg *c);
+void modelcfg_unref(struct modelcfg *c);
+
+/* The config in force plus the highest revision applied so far. */
+struct modelcfg_store {
+	struct modelcfg *active; /* never NULL after modelcfg_store_init */
+	bool have_revision;
+	long long revision;
+};
+
+void modelcfg_store_init(struct modelcfg_store *s);
+void modelcfg_store_free(struct modelcfg_store *s);
+/* Takes ownership of c's reference. Applies c unless it carries a revision
+ * lower than the highest applied one (stale); returns true if applied. A config
+ * without a revision always applies and leaves the recorded revision as is. */
+bool modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c);
+/* The snapshot new requests use, with a new reference for the caller. */
+struct modelcfg *modelcfg_store_get(struct modelcfg_store *s);
+
+#endif

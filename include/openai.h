@@ -1,0 +1,60 @@
+/* openai: the OpenAI chat-completions wire format. Builds the streaming request
+ * body and decodes one SSE data payload ("chunk") into what the dispatcher
+ * relays: content and reasoning deltas, finish_reason, usage, in-stream errors
+ * and the [DONE] marker. Also extracts the message from an HTTP error body.
+ * Pure: no I/O. */
+#ifndef SUNDYNIX_OPENAI_H
+#define SUNDYNIX_OPENAI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+struct openai_usage {
+	long long prompt_tokens;
+	long long completion_tokens;
+	long long total_tokens;
+};
+
+/* What one chunk carried. String pointers point into decoder-owned memory and
+ * stay valid until the next openai_decode or openai_decoder_free. */
+struct openai_chunk {
+	bool done;              /* the payload was [DONE] */
+	const char *content;    /* choices[0].delta.content, NULL if absent/null/"" */
+	size_t content_len;
+	const char *reasoning;  /* choices[0].delta.reasoning_content (or .reasoning) */
+	size_t reasoning_len;
+	const char *finish_reason; /* NULL if absent/null */
+	const char *model;      /* top-level "model", NULL if absent */
+	bool has_usage;         /* "usage" object, or "x_groq.usage" */
+	struct openai_usage usage;
+	bool is_error;          /* top-level "error" object or string */
+	const char *error_message; /* its "message" (or the string), never NULL if is_error */
+};
+
+struct openai_decoder {
+	json_t *last; /* the tree the previous chunk's pointers point into */
+};
+
+void openai_decoder_init(struct openai_decoder *d);
+void openai_decoder_free(struct openai_decoder *d);
+/* Returns 0, or -1 when the payload is not a JSON object (nor [DONE]); then
+ * err (if non-NULL) gets a short reason that quotes none of the payload. */
+int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
+		  char *err, size_t errlen) UTIL_WUR;
+
+/* Request body: {"model":..,"messages":..,"stream":true,
+ * "stream_options":{"include_usage":true}, <allowed params from params>}.
+ * Allowed: temperature, top_p, max_tokens, stop, seed, presence_penalty,
+ * frequency_penalty; anything else in params is dropped. params may be NULL.
+ * Returns a malloc'd string owned by the caller. */
+char *openai_build_request(const char *model, json_t *messages, json_t *params);
+
+/* Message of an HTTP error body: error.message, error (string), message,
+ * detail, or the body text itself; at most max bytes, UTF-8 safe, control
+ * characters replaced by spaces. Writes into out (outlen >= max + 1). */
+void openai_error_message(const char *body, size_t len, char *out, size_t outlen);
+
+#endif
