@@ -1,0 +1,63 @@
+/* bus: the nats.c connection attached to the libuv loop, the dispatcher's
+ * subscriptions, and the hand-off of everything nats.c reports on its own
+ * threads (messages, connection events) to the loop thread. Callers only ever
+ * see bus callbacks on the loop thread. Knows nothing of HTTP or requests. */
+#ifndef SUNDYNIX_BUS_H
+#define SUNDYNIX_BUS_H
+
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "util.h"
+
+struct config;
+struct bus;
+
+enum bus_event {
+	BUS_SUBMIT,         /* msg: a chat submit (queue group) */
+	BUS_CANCEL,         /* msg: a cancel broadcast */
+	BUS_CONFIG_UPDATE,  /* msg: a model config broadcast */
+	BUS_CONFIG_REPLY,   /* msg: an answer to bus_config_request (may be no-responders) */
+	BUS_READY,          /* connected and every subscription confirmed by the server */
+	BUS_DISCONNECTED,
+	BUS_RECONNECTED,
+	BUS_CLOSED,         /* the connection is closed for good (auth failure, or bus_close) */
+	BUS_FLUSHED,        /* a bus_flush finished */
+};
+
+/* msg is NULL for connection events. The bus destroys msg after the callback
+ * returns. */
+typedef void (*bus_cb)(void *ud, enum bus_event ev, natsMsg *msg);
+
+struct bus_subjects {
+	char *submit;         /* <prefix>.chat.submit */
+	char *cancel;         /* <prefix>.chat.cancel */
+	char *stream_prefix;  /* <prefix>.chat.stream. */
+	char *config_get;     /* <prefix>.config.model.get */
+	char *config_updated; /* <prefix>.config.model.updated */
+};
+
+/* Connects (the first attempt blocks for at most nats.connect_timeout_ms,
+ * before the loop serves anything; later attempts run in the background and
+ * never stop) and subscribes: config updates first, then cancel, the reply
+ * inbox and the submit queue group. Returns NULL with a message in err when
+ * the options are unusable or the server refused us (e.g. authorization). */
+struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
+const struct bus_subjects *bus_subjects(const struct bus *b);
+/* Publishes on the loop thread; nats.c buffers while disconnected. */
+int bus_publish(struct bus *b, const char *subject, const char *data, size_t len) UTIL_WUR;
+/* Sends the startup model config request; the answer arrives as BUS_CONFIG_REPLY. */
+int bus_config_request(struct bus *b, const char *data, size_t len) UTIL_WUR;
+/* Leaves the submit queue group so new requests go to other dispatchers. */
+void bus_leave_queue(struct bus *b);
+/* Round trip to the server on a worker thread (the loop keeps running);
+ * BUS_FLUSHED arrives on the loop when done or after timeout_ms. */
+void bus_flush(struct bus *b, int timeout_ms);
+bool bus_connected(struct bus *b);
+/* Closes the connection and frees the bus. Call once the loop is winding down;
+ * pending handles are closed through the loop, so run it once more after. */
+void bus_close(struct bus *b);
+
+#endif

@@ -1,0 +1,52 @@
+/* upstream: one streaming chat-completions call. Builds the curl easy handle,
+ * feeds the response through the SSE parser and the OpenAI chunk decoder, keeps
+ * the first-token / idle / total deadlines, and maps every way a call can end
+ * to a contract error code. Knows nothing of NATS or of requests. */
+#ifndef SUNDYNIX_UPSTREAM_H
+#define SUNDYNIX_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "openai.h"
+
+struct http;
+struct upstream;
+
+enum upstream_delta { UPSTREAM_TOKEN, UPSTREAM_REASONING };
+
+struct upstream_result {
+	const char *code;          /* NULL on success, else a CONTRACT_E_* code */
+	const char *message;       /* error text: bounded, redacted */
+	const char *finish_reason; /* success: as the backend sent it ("stop" if none) */
+	const char *model;         /* success: the backend's model name, may be NULL */
+	bool has_usage;
+	struct openai_usage usage;
+};
+
+struct upstream_cbs {
+	void (*delta)(void *ud, enum upstream_delta kind, const char *text, size_t len);
+	/* Called exactly once, unless upstream_cancel came first. After it the
+	 * caller must forget the upstream: it frees itself once curl is done. */
+	void (*end)(void *ud, const struct upstream_result *res);
+};
+
+struct upstream_params {
+	const char *rid;      /* for log lines */
+	const char *base_url; /* without trailing '/' */
+	const char *api_key;  /* "" for none */
+	char *body;           /* request body; ownership passes to the upstream */
+	long long connect_timeout_ms;
+	long long first_token_ms;
+	long long idle_ms;
+	long long total_ms;
+	size_t max_line;
+};
+
+struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,
+				void *ud);
+/* Aborts the transfer (the backend sees the disconnect) and frees the
+ * upstream; no callback follows. Only before end, never from a callback. */
+void upstream_cancel(struct upstream *u);
+
+#endif

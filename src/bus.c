@@ -1,0 +1,431 @@
+/* bus: see include/bus.h.
+ *
+ *   nats.c threads                      loop thread
+ *   sub callback / conn callback  --->  queue (mutex) --uv_async--> bus__drain --> cb(ud, ev, msg)
+ *
+ * nats.c delivers messages and connection events on its own threads; they only
+ * append to the queue and wake the loop. uv_async sends coalesce, so the loop
+ * drains the whole queue each time. */
+#include "bus.h"
+
+#include <nats/adapters/libuv.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+/* Internal events, never passed to the user callback. */
+#define BUS__CONNECTED ((enum bus_event)100)
+
+struct bus_item {
+	struct bus_item *next;
+	enum bus_event ev;
+	natsMsg *msg;
+};
+
+struct bus_sub {
+	struct bus *bus;
+	enum bus_event ev;
+	natsSubscription *sub;
+};
+
+enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
+
+struct bus {
+	uv_loop_t *loop;
+	natsConnection *nc;
+	natsOptions *opts;
+	natsInbox *inbox;
+	struct bus_subjects subj;
+	char *queue_group;
+	struct bus_sub subs[BUS_SUB_COUNT];
+
+	bus_cb cb;
+	void *ud;
+
+	uv_async_t async;
+	uv_mutex_t lock;
+	struct bus_item *head, *tail; /* guarded by lock */
+
+	uv_work_t flush_work;
+	bool flush_busy;
+	bool flush_for_ready;
+	int flush_timeout_ms;
+	natsStatus flush_status;
+	bool ready_sent;
+	bool closing;      /* bus_close ran; free once the async handle and any flush are done */
+	bool async_closed;
+};
+
+static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
+{
+	struct bus_item *it = xmalloc(sizeof(*it));
+
+	it->next = NULL;
+	it->ev = ev;
+	it->msg = msg;
+	uv_mutex_lock(&b->lock);
+	if (b->tail)
+		b->tail->next = it;
+	else
+		b->head = it;
+	b->tail = it;
+	uv_mutex_unlock(&b->lock);
+	uv_async_send(&b->async);
+}
+
+/* nats.c thread. */
+static void bus__on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct bus_sub *s = closure;
+
+	(void)nc;
+	(void)sub;
+	bus__enqueue(s->bus, s->ev, msg);
+}
+
+static void bus__on_connected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	bus__enqueue(closure, BUS__CONNECTED, NULL);
+}
+
+static void bus__on_disconnected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	bus__enqueue(closure, BUS_DISCONNECTED, NULL);
+}
+
+static void bus__on_reconnected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	bus__enqueue(closure, BUS_RECONNECTED, NULL);
+}
+
+static void bus__on_closed(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	bus__enqueue(closure, BUS_CLOSED, NULL);
+}
+
+static void bus__on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	(void)closure;
+	/* Asynchronous errors (slow consumer, permissions) carry no secrets. */
+	log_warn(NULL, "nats: asynchronous error: %s", natsStatus_GetText(err));
+}
+
+static void bus__free(struct bus *b)
+{
+	uv_mutex_destroy(&b->lock);
+	free(b);
+}
+
+static void bus__flush_work(uv_work_t *w)
+{
+	struct bus *b = w->data;
+	b->flush_status = natsConnection_FlushTimeout(b->nc, b->flush_timeout_ms);
+}
+
+static void bus__start_flush(struct bus *b, int timeout_ms, bool for_ready);
+
+static void bus__flush_done(uv_work_t *w, int status)
+{
+	struct bus *b = w->data;
+	bool for_ready = b->flush_for_ready;
+
+	(void)status;
+	b->flush_busy = false;
+	if (b->closing) {
+		if (b->async_closed)
+			bus__free(b);
+		return;
+	}
+	if (for_ready && !b->ready_sent) {
+		if (b->flush_status == NATS_OK) {
+			b->ready_sent = true;
+			b->cb(b->ud, BUS_READY, NULL);
+		}
+		/* Otherwise the next (re)connect tries again. */
+		return;
+	}
+	b->cb(b->ud, BUS_FLUSHED, NULL);
+}
+
+static void bus__start_flush(struct bus *b, int timeout_ms, bool for_ready)
+{
+	if (b->flush_busy)
+		return;
+	b->flush_busy = true;
+	b->flush_for_ready = for_ready;
+	b->flush_timeout_ms = timeout_ms;
+	b->flush_work.data = b;
+	if (uv_queue_work(b->loop, &b->flush_work, bus__flush_work, bus__flush_done) != 0) {
+		b->flush_busy = false;
+		log_error(NULL, "nats: cannot queue flush");
+	}
+}
+
+static void bus__drain(uv_async_t *a)
+{
+	struct bus *b = a->data;
+	struct bus_item *it;
+
+	uv_mutex_lock(&b->lock);
+	it = b->head;
+	b->head = b->tail = NULL;
+	uv_mutex_unlock(&b->lock);
+
+	while (it) {
+		struct bus_item *next = it->next;
+		if (it->ev == BUS__CONNECTED || (it->ev == BUS_RECONNECTED && !b->ready_sent)) {
+			if (!b->ready_sent)
+				bus__start_flush(b, 5000, true);
+		}
+		if (it->ev != BUS__CONNECTED)
+			b->cb(b->ud, it->ev, it->msg);
+		if (it->msg)
+			natsMsg_Destroy(it->msg);
+		free(it);
+		it = next;
+	}
+}
+
+static int bus__fail(char *err, size_t errlen, const char *what, natsStatus s)
+{
+	/* nats.c's texts name statuses and servers, never credentials. */
+	snprintf(err, errlen, "nats: %s: %s", what, natsStatus_GetText(s));
+	return -1;
+}
+
+static int bus__options(struct bus *b, const struct config *cfg, char *err, size_t errlen)
+{
+	natsOptions *o;
+	natsStatus s;
+
+	if ((s = natsOptions_Create(&o)) != NATS_OK)
+		return bus__fail(err, errlen, "options", s);
+	b->opts = o;
+	s = natsOptions_SetServers(o, (const char **)cfg->nats_servers, (int)cfg->nats_servers_count);
+	if (s != NATS_OK)
+		return bus__fail(err, errlen, "nats.servers", s);
+	char *name = xasprintf("sundynix-dispatcher %s", cfg->instance_id);
+	s = natsOptions_SetName(o, name);
+	free(name);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, cfg->nats_reconnect_wait_ms);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectJitter(o, 100, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, cfg->nats_connect_timeout_ms);
+	/* Events published while disconnected wait here until the reconnect. */
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+	if (s == NATS_OK)
+		s = natsOptions_UseGlobalMessageDelivery(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
+					     natsLibuv_Detach);
+	if (s == NATS_OK)
+		s = natsOptions_SetRetryOnFailedConnect(o, true, bus__on_connected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, bus__on_disconnected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, bus__on_reconnected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(o, bus__on_closed, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(o, bus__on_error, b);
+	if (s != NATS_OK)
+		return bus__fail(err, errlen, "options", s);
+
+	if (*cfg->nats_user && (s = natsOptions_SetUserInfo(o, cfg->nats_user, cfg->nats_password)) != NATS_OK)
+		return bus__fail(err, errlen, "nats.user", s);
+	if (*cfg->nats_token && (s = natsOptions_SetToken(o, cfg->nats_token)) != NATS_OK)
+		return bus__fail(err, errlen, "nats.token", s);
+	if (*cfg->nats_credentials_file &&
+	    (s = natsOptions_SetUserCredentialsFromFiles(o, cfg->nats_credentials_file, NULL)) != NATS_OK)
+		return bus__fail(err, errlen, "nats.credentials_file", s);
+	if (*cfg->nats_tls_ca_file || *cfg->nats_tls_cert_file) {
+		if ((s = natsOptions_SetSecure(o, true)) != NATS_OK)
+			return bus__fail(err, errlen, "nats.tls", s);
+		if (*cfg->nats_tls_ca_file &&
+		    (s = natsOptions_LoadCATrustedCertificates(o, cfg->nats_tls_ca_file)) != NATS_OK)
+			return bus__fail(err, errlen, "nats.tls.ca_file", s);
+		if (*cfg->nats_tls_cert_file &&
+		    (s = natsOptions_LoadCertificatesChain(o, cfg->nats_tls_cert_file, cfg->nats_tls_key_file)) !=
+			    NATS_OK)
+			return bus__fail(err, errlen, "nats.tls.cert_file", s);
+		if (*cfg->nats_tls_server_name &&
+		    (s = natsOptions_SetExpectedHostname(o, cfg->nats_tls_server_name)) != NATS_OK)
+			return bus__fail(err, errlen, "nats.tls.server_name", s);
+	}
+	return 0;
+}
+
+static int bus__subscribe(struct bus *b, int idx, const char *subject, const char *queue, enum bus_event ev,
+			  char *err, size_t errlen)
+{
+	struct bus_sub *s = &b->subs[idx];
+	natsStatus st;
+
+	s->bus = b;
+	s->ev = ev;
+	if (queue)
+		st = natsConnection_QueueSubscribe(&s->sub, b->nc, subject, queue, bus__on_msg, s);
+	else
+		st = natsConnection_Subscribe(&s->sub, b->nc, subject, bus__on_msg, s);
+	if (st == NATS_OK)
+		/* Bound what may pile up if the loop stalls; past this nats.c drops
+		 * and reports a slow consumer instead of growing without bound. */
+		st = natsSubscription_SetPendingLimits(s->sub, 65536, 256 * 1024 * 1024);
+	if (st != NATS_OK) {
+		snprintf(err, errlen, "nats: subscribe %s: %s", subject, natsStatus_GetText(st));
+		return -1;
+	}
+	return 0;
+}
+
+struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen)
+{
+	struct bus *b = xcalloc(1, sizeof(*b));
+	const char *p = cfg->subject_prefix;
+	natsStatus s;
+
+	b->loop = loop;
+	b->cb = cb;
+	b->ud = ud;
+	b->subj.submit = xasprintf("%s.chat.submit", p);
+	b->subj.cancel = xasprintf("%s.chat.cancel", p);
+	b->subj.stream_prefix = xasprintf("%s.chat.stream.", p);
+	b->subj.config_get = xasprintf("%s.config.model.get", p);
+	b->subj.config_updated = xasprintf("%s.config.model.updated", p);
+	b->queue_group = xstrdup(cfg->queue_group);
+	uv_mutex_init(&b->lock);
+	uv_async_init(loop, &b->async, bus__drain);
+	b->async.data = b;
+
+	natsLibuv_Init();
+	natsLibuv_SetThreadLocalLoop(loop);
+	if (bus__options(b, cfg, err, errlen) < 0)
+		goto fail;
+	s = natsConnection_Connect(&b->nc, b->opts);
+	if (s == NATS_OK) {
+		bus__start_flush(b, 5000, true);
+	} else if (s == NATS_NOT_YET_CONNECTED) {
+		log_warn(NULL, "nats: no server reachable yet, retrying in the background");
+	} else {
+		snprintf(err, errlen, "nats: connect: %s", natsStatus_GetText(s));
+		goto fail;
+	}
+	if ((s = natsInbox_Create(&b->inbox)) != NATS_OK) {
+		bus__fail(err, errlen, "inbox", s);
+		goto fail;
+	}
+	/* Updates first: a broadcast racing the startup request is never missed. */
+	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, errlen) < 0)
+		goto fail;
+	return b;
+fail:
+	bus_close(b);
+	return NULL;
+}
+
+const struct bus_subjects *bus_subjects(const struct bus *b)
+{
+	return &b->subj;
+}
+
+int bus_publish(struct bus *b, const char *subject, const char *data, size_t len)
+{
+	natsStatus s = natsConnection_Publish(b->nc, subject, data, (int)len);
+	if (s != NATS_OK) {
+		log_warn(NULL, "nats: publish on %s failed: %s", subject, natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
+int bus_config_request(struct bus *b, const char *data, size_t len)
+{
+	natsStatus s = natsConnection_PublishRequest(b->nc, b->subj.config_get, b->inbox, data, (int)len);
+	if (s != NATS_OK) {
+		log_warn(NULL, "nats: config request failed: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
+void bus_leave_queue(struct bus *b)
+{
+	struct bus_sub *s = &b->subs[BUS_SUB_SUBMIT];
+	if (s->sub) {
+		natsSubscription_Unsubscribe(s->sub);
+		natsSubscription_Destroy(s->sub);
+		s->sub = NULL;
+	}
+}
+
+void bus_flush(struct bus *b, int timeout_ms)
+{
+	if (b->flush_busy)
+		return;
+	bus__start_flush(b, timeout_ms, false);
+}
+
+bool bus_connected(struct bus *b)
+{
+	return b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+static void bus__free_cb(uv_handle_t *h)
+{
+	struct bus *b = h->data;
+	b->async_closed = true;
+	if (!b->flush_busy)
+		bus__free(b);
+}
+
+void bus_close(struct bus *b)
+{
+	struct bus_item *it;
+
+	if (!b)
+		return;
+	b->closing = true;
+	if (b->nc)
+		natsConnection_Close(b->nc);
+	for (int i = 0; i < BUS_SUB_COUNT; i++)
+		if (b->subs[i].sub)
+			natsSubscription_Destroy(b->subs[i].sub);
+	natsConnection_Destroy(b->nc);
+	natsOptions_Destroy(b->opts);
+	natsInbox_Destroy(b->inbox);
+	/* Wait for nats.c's threads so no callback can touch b after this. */
+	nats_CloseAndWait(2000);
+
+	it = b->head;
+	b->head = b->tail = NULL;
+	while (it) {
+		struct bus_item *next = it->next;
+		if (it->msg)
+			natsMsg_Destroy(it->msg);
+		free(it);
+		it = next;
+	}
+	free(b->subj.submit);
+	free(b->subj.cancel);
+	free(b->subj.stream_prefix);
+	free(b->subj.config_get);
+	free(b->subj.config_updated);
+	free(b->queue_group);
+	uv_close((uv_handle_t *)&b->async, bus__free_cb);
+}

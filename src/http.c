@@ -1,0 +1,243 @@
+/* http: see include/http.h. The pattern is curl's docs/examples/multi-uv.c:
+ * curl tells us which sockets to watch (socket callback) and when to call it
+ * back (timer callback); libuv tells us when a socket is ready, and we hand
+ * that to curl_multi_socket_action, then collect finished transfers. */
+#include "http.h"
+
+#include <stdlib.h>
+
+#include "log.h"
+
+#define HTTP_SWEEP_MS 100
+
+struct http {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	uv_timer_t sweep;
+	int running;
+	int nactive;
+	struct http_xfer *active; /* list of running transfers */
+	int closing;
+};
+
+static void http__unlink(struct http *h, struct http_xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		h->active = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+	x->active = 0;
+	if (--h->nactive == 0)
+		uv_timer_stop(&h->sweep);
+}
+
+static void http__on_sweep(uv_timer_t *t)
+{
+	struct http *h = t->data;
+	unsigned long long now = uv_now(h->loop);
+	struct http_xfer *x, *next, *expired = NULL;
+
+	/* Detach the expired transfers first, then call their owners: a
+	 * callback may free its transfer, and the list walk must not care. */
+	for (x = h->active; x; x = next) {
+		next = x->next;
+		if (x->deadline_ms && now >= x->deadline_ms) {
+			http_abort(x);
+			x->next = expired;
+			expired = x;
+		}
+	}
+	for (x = expired; x; x = next) {
+		next = x->next;
+		x->next = NULL;
+		x->expired(x);
+	}
+}
+
+/* One per socket curl asks us to watch; freed in its close callback. */
+struct http_sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct http *http;
+};
+
+static void http__check_done(struct http *h)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(h->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		CURL *easy = m->easy_handle;
+		CURLcode res = m->data.result;
+		struct http_xfer *x = NULL;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+		curl_multi_remove_handle(h->multi, easy);
+		http__unlink(h, x);
+		/* m is invalid after remove; everything needed was copied above. */
+		x->done(x, res);
+	}
+}
+
+static void http__action(struct http *h, curl_socket_t fd, int flags)
+{
+	curl_multi_socket_action(h->multi, fd, flags, &h->running);
+	http__check_done(h);
+}
+
+static void http__on_poll(uv_poll_t *p, int status, int events)
+{
+	struct http_sock *s = p->data;
+	int flags = 0;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	http__action(s->http, s->fd, flags);
+}
+
+static void http__on_timer(uv_timer_t *t)
+{
+	http__action(t->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int http__timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct http *h = userp;
+
+	(void)multi;
+	if (timeout_ms < 0)
+		uv_timer_stop(&h->timer);
+	else
+		/* Even a 0 timeout goes through the loop: calling socket_action
+		 * from inside this callback would re-enter curl. */
+		uv_timer_start(&h->timer, http__on_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+static void http__sock_closed(uv_handle_t *hd)
+{
+	free(hd->data);
+}
+
+static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct http *h = userp;
+	struct http_sock *s = socketp;
+	int events = 0;
+
+	(void)easy;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			uv_poll_stop(&s->poll);
+			uv_close((uv_handle_t *)&s->poll, http__sock_closed);
+			curl_multi_assign(h->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->fd = fd;
+		s->http = h;
+		if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		curl_multi_assign(h->multi, fd, s);
+	}
+	if (what & CURL_POLL_IN)
+		events |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, http__on_poll);
+	return 0;
+}
+
+struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
+{
+	struct http *h = xcalloc(1, sizeof(*h));
+
+	h->loop = loop;
+	h->multi = curl_multi_init();
+	if (!h->multi) {
+		log_error(NULL, "curl: cannot create a multi handle");
+		abort();
+	}
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = h;
+	uv_timer_init(loop, &h->sweep);
+	h->sweep.data = h;
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http__socket_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http__timer_cb);
+	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	if (max_conns_per_host > 0)
+		curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conns_per_host);
+	return h;
+}
+
+static void http__free_cb(uv_handle_t *hd)
+{
+	struct http *h = hd->data;
+	if (++h->closing == 2)
+		free(h);
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	/* Cleanup calls the socket callback with REMOVE for every socket still
+	 * open, which closes their poll handles. */
+	while (h->active)
+		http_abort(h->active);
+	curl_multi_cleanup(h->multi);
+	uv_timer_stop(&h->timer);
+	uv_close((uv_handle_t *)&h->timer, http__free_cb);
+	uv_close((uv_handle_t *)&h->sweep, http__free_cb);
+}
+
+int http_start(struct http *h, struct http_xfer *x)
+{
+	x->http = h;
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
+		return -1;
+	x->active = 1;
+	x->prev = NULL;
+	x->next = h->active;
+	if (h->active)
+		h->active->prev = x;
+	h->active = x;
+	if (h->nactive++ == 0)
+		uv_timer_start(&h->sweep, http__on_sweep, HTTP_SWEEP_MS, HTTP_SWEEP_MS);
+	return 0;
+}
+
+void http_abort(struct http_xfer *x)
+{
+	if (!x->active)
+		return;
+	curl_multi_remove_handle(x->http->multi, x->easy);
+	http__unlink(x->http, x);
+}
+
+unsigned long long http_now(const struct http *h)
+{
+	return uv_now(h->loop);
+}
+
+int http_active(const struct http *h)
+{
+	return h->nactive;
+}

@@ -1,0 +1,384 @@
+/* request: see include/request.h.
+ *
+ *   submit --> validate --> [busy / bad_request: ack + error event]
+ *                 |
+ *                 v  accepted (ack), snapshot of the model config taken
+ *          REQ_STREAMING (source = upstream call or stub)
+ *                 |  delta -> event (seq++)
+ *                 v
+ *   end / cancel / timeout / shutdown --> request__finish --> REQ_DONE
+ *
+ * request__finish is the only function that publishes a terminal event, and
+ * it runs once per request: it removes the request from the table first. */
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "config.h"
+#include "contract.h"
+#include "log.h"
+#include "modelcfg.h"
+#include "openai.h"
+#include "prompt.h"
+#include "stub.h"
+#include "upstream.h"
+
+enum request_state {
+	REQ_STREAMING,
+	REQ_DONE,
+};
+
+struct request {
+	struct request *hnext;       /* hash chain */
+	struct request *prev, *next; /* list of all requests in flight */
+	struct requests *rq;
+	enum request_state state;
+	char rid[CONTRACT_RID_MAX + 1];
+	char *subject; /* <prefix>.chat.stream.<rid> */
+	unsigned long long seq;
+	struct modelcfg *model; /* snapshot taken at accept; NULL for the stub */
+	struct upstream *up;    /* exactly one of up / stub while streaming */
+	struct stub *stub;
+	unsigned long long started_ms;
+	unsigned long long deltas;
+};
+
+struct requests {
+	uv_loop_t *loop;
+	struct http *http;
+	struct bus *bus;
+	struct modelcfg_store *models;
+	const struct config *cfg;
+
+	struct request **buckets;
+	size_t nbuckets; /* power of two */
+	size_t count;
+	struct request *all;
+
+	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
+	bool draining;
+	void (*on_idle)(void *ud);
+	void *idle_ud;
+};
+
+static const struct upstream_cbs request__cbs;
+
+static size_t request__hash(const char *s)
+{
+	size_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static struct request *request__find(struct requests *rq, const char *rid)
+{
+	struct request *r = rq->buckets[request__hash(rid) & (rq->nbuckets - 1)];
+	while (r && strcmp(r->rid, rid))
+		r = r->hnext;
+	return r;
+}
+
+static void request__grow(struct requests *rq)
+{
+	size_t n = rq->nbuckets * 2;
+	struct request **b = xcalloc(n, sizeof(*b));
+
+	for (size_t i = 0; i < rq->nbuckets; i++) {
+		struct request *r = rq->buckets[i], *next;
+		for (; r; r = next) {
+			next = r->hnext;
+			size_t k = request__hash(r->rid) & (n - 1);
+			r->hnext = b[k];
+			b[k] = r;
+		}
+	}
+	free(rq->buckets);
+	rq->buckets = b;
+	rq->nbuckets = n;
+}
+
+static void request__insert(struct requests *rq, struct request *r)
+{
+	if (rq->count >= rq->nbuckets)
+		request__grow(rq);
+	size_t k = request__hash(r->rid) & (rq->nbuckets - 1);
+	r->hnext = rq->buckets[k];
+	rq->buckets[k] = r;
+	r->prev = NULL;
+	r->next = rq->all;
+	if (rq->all)
+		rq->all->prev = r;
+	rq->all = r;
+	rq->count++;
+}
+
+static void request__remove(struct requests *rq, struct request *r)
+{
+	struct request **pp = &rq->buckets[request__hash(r->rid) & (rq->nbuckets - 1)];
+	while (*pp != r)
+		pp = &(*pp)->hnext;
+	*pp = r->hnext;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		rq->all = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	rq->count--;
+}
+
+static void request__publish(struct requests *rq, const char *subject)
+{
+	/* A failed publish is logged by bus; the stream goes on so the terminal
+	 * event still has its chance. */
+	(void)!bus_publish(rq->bus, subject, rq->ev.data, rq->ev.len);
+}
+
+static void request__ack(struct requests *rq, const char *reply, const char *rid, const char *code,
+			 const char *msg)
+{
+	if (!reply || !*reply)
+		return;
+	buf_reset(&rq->ev);
+	contract_encode_ack(&rq->ev, rid, code == NULL, code, msg);
+	request__publish(rq, reply);
+}
+
+/* An error event for a request that never started (seq 0). */
+static void request__reject_event(struct requests *rq, const char *rid, const char *code, const char *msg)
+{
+	char *subject = xasprintf("%s%s", bus_subjects(rq->bus)->stream_prefix, rid);
+	buf_reset(&rq->ev);
+	contract_encode_error(&rq->ev, rid, 0, code, msg);
+	request__publish(rq, subject);
+	free(subject);
+}
+
+static void request__free(struct request *r)
+{
+	if (r->model)
+		modelcfg_unref(r->model);
+	free(r->subject);
+	free(r);
+}
+
+/* The one exit of a request. res->code NULL means done. The source must
+ * already be stopped or finished. */
+static void request__finish(struct request *r, const struct upstream_result *res)
+{
+	struct requests *rq = r->rq;
+	unsigned long long ms = uv_now(rq->loop) - r->started_ms;
+
+	if (r->state == REQ_DONE)
+		return;
+	r->state = REQ_DONE;
+	r->up = NULL;
+	r->stub = NULL;
+	request__remove(rq, r);
+
+	buf_reset(&rq->ev);
+	if (res->code) {
+		contract_encode_error(&rq->ev, r->rid, r->seq++, res->code, res->message);
+		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas, res->code,
+			 res->message);
+	} else {
+		struct contract_usage u = { res->usage.prompt_tokens, res->usage.completion_tokens,
+					    res->usage.total_tokens };
+		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
+		contract_encode_done(&rq->ev, r->rid, r->seq++, res->finish_reason, model,
+				     res->has_usage ? &u : NULL);
+		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
+	}
+	request__publish(rq, r->subject);
+	request__free(r);
+
+	if (rq->draining && rq->count == 0 && rq->on_idle) {
+		void (*cb)(void *) = rq->on_idle;
+		rq->on_idle = NULL;
+		cb(rq->idle_ud);
+	}
+}
+
+static void request__on_delta(void *ud, enum upstream_delta kind, const char *text, size_t len)
+{
+	struct request *r = ud;
+	struct requests *rq = r->rq;
+
+	r->deltas++;
+	buf_reset(&rq->ev);
+	contract_encode_delta(&rq->ev, r->rid, r->seq++, kind == UPSTREAM_REASONING ? "reasoning" : "token", text,
+			      len);
+	request__publish(rq, r->subject);
+}
+
+static void request__on_end(void *ud, const struct upstream_result *res)
+{
+	request__finish(ud, res);
+}
+
+static const struct upstream_cbs request__cbs = {
+	.delta = request__on_delta,
+	.end = request__on_end,
+};
+
+/* Stops the source without a callback, then ends the request with code. */
+static void request__abort(struct request *r, const char *code, const char *message)
+{
+	struct upstream_result res = { .code = code, .message = message };
+
+	if (r->up)
+		upstream_cancel(r->up);
+	if (r->stub)
+		stub_cancel(r->stub);
+	request__finish(r, &res);
+}
+
+static int request__start_upstream(struct requests *rq, struct request *r, struct contract_submit *sub)
+{
+	const struct config *cfg = rq->cfg;
+	json_t *msgs = prompt_build(cfg->prompt_system, cfg->prompt_memory_template, sub->messages, sub->profile,
+				    sub->facts);
+	struct upstream_params p = {
+		.rid = r->rid,
+		.base_url = r->model->base_url,
+		.api_key = r->model->api_key,
+		.body = openai_build_request(r->model->model, msgs, sub->params),
+		.connect_timeout_ms = cfg->timeouts_connect_ms,
+		.first_token_ms = cfg->timeouts_first_token_ms,
+		.idle_ms = cfg->timeouts_idle_ms,
+		.total_ms = cfg->timeouts_total_ms,
+		.max_line = (size_t)cfg->limits_max_sse_line_bytes,
+	};
+	json_decref(msgs);
+	r->up = upstream_start(rq->http, &p, &request__cbs, r);
+	free(p.body); /* NULL unless upstream_start failed before taking it */
+	return r->up ? 0 : -1;
+}
+
+void requests_submit(struct requests *rq, const char *data, size_t len, const char *reply)
+{
+	const struct config *cfg = rq->cfg;
+	struct contract_submit sub;
+	struct contract_error err;
+	struct request *r;
+
+	if (contract_decode_submit(data, len, (size_t)cfg->limits_max_request_bytes, &sub, &err) < 0) {
+		const char *rid = err.request_id[0] ? err.request_id : NULL;
+		log_info(rid, "rejected: bad_request: %s", err.message);
+		request__ack(rq, reply, rid, CONTRACT_E_BAD_REQUEST, err.message);
+		/* The stream of a request in flight with this id is not ours to end. */
+		if (rid && !request__find(rq, rid))
+			request__reject_event(rq, rid, CONTRACT_E_BAD_REQUEST, err.message);
+		return;
+	}
+	if (request__find(rq, sub.request_id)) {
+		log_info(sub.request_id, "rejected: request_id already in flight");
+		request__ack(rq, reply, sub.request_id, CONTRACT_E_BAD_REQUEST, "request_id: already in flight");
+		goto out;
+	}
+	if (rq->draining || rq->count >= (size_t)cfg->limits_max_inflight) {
+		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
+		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->count);
+		request__ack(rq, reply, sub.request_id, CONTRACT_E_BUSY, msg);
+		request__reject_event(rq, sub.request_id, CONTRACT_E_BUSY, msg);
+		goto out;
+	}
+
+	r = xcalloc(1, sizeof(*r));
+	r->rq = rq;
+	r->state = REQ_STREAMING;
+	memcpy(r->rid, sub.request_id, sizeof(r->rid));
+	r->subject = xasprintf("%s%s", bus_subjects(rq->bus)->stream_prefix, r->rid);
+	r->started_ms = uv_now(rq->loop);
+	request__insert(rq, r);
+	request__ack(rq, reply, r->rid, NULL, NULL);
+
+	struct modelcfg *m = modelcfg_store_get(rq->models);
+	if (m->ready) {
+		r->model = m;
+		log_info(r->rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
+		if (request__start_upstream(rq, r, &sub) < 0) {
+			struct upstream_result res = { .code = CONTRACT_E_INTERNAL,
+						       .message = "cannot start the upstream call" };
+			request__finish(r, &res);
+		}
+	} else {
+		modelcfg_unref(m);
+		log_info(r->rid, "accepted: stub (no model configured), %zu messages",
+			 json_array_size(sub.messages));
+		r->stub = stub_start(rq->loop, stub_reply(sub.profile, sub.last_user), cfg->stub_ttft_ms,
+				     cfg->stub_inter_token_ms, &request__cbs, r);
+	}
+out:
+	contract_submit_free(&sub);
+}
+
+void requests_cancel(struct requests *rq, const char *data, size_t len)
+{
+	char rid[CONTRACT_RID_MAX + 1];
+	struct request *r;
+
+	if (contract_decode_cancel(data, len, rid) < 0) {
+		log_debug(NULL, "ignored a malformed cancel");
+		return;
+	}
+	if (!(r = request__find(rq, rid)))
+		return;
+	log_info(rid, "cancel requested");
+	request__abort(r, CONTRACT_E_CANCELLED, "cancelled by the client");
+}
+
+void requests_end_all(struct requests *rq, const char *code, const char *message)
+{
+	while (rq->all)
+		request__abort(rq->all, code, message);
+}
+
+void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud)
+{
+	rq->draining = true;
+	if (rq->count == 0) {
+		on_idle(ud);
+		return;
+	}
+	rq->on_idle = on_idle;
+	rq->idle_ud = ud;
+}
+
+size_t requests_inflight(const struct requests *rq)
+{
+	return rq->count;
+}
+
+struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bus, struct modelcfg_store *models,
+			      const struct config *cfg)
+{
+	struct requests *rq = xcalloc(1, sizeof(*rq));
+
+	rq->loop = loop;
+	rq->http = http;
+	rq->bus = bus;
+	rq->models = models;
+	rq->cfg = cfg;
+	rq->nbuckets = 256;
+	rq->buckets = xcalloc(rq->nbuckets, sizeof(*rq->buckets));
+	buf_init(&rq->ev);
+	return rq;
+}
+
+void requests_set_config(struct requests *rq, const struct config *cfg)
+{
+	rq->cfg = cfg;
+}
+
+void requests_free(struct requests *rq)
+{
+	if (!rq)
+		return;
+	free(rq->buckets);
+	buf_free(&rq->ev);
+	free(rq);
+}

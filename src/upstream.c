@@ -1,0 +1,366 @@
+/* upstream: see include/upstream.h.
+ *
+ *  curl write cb --bytes--> sse_feed --event--> openai_decode --> cbs->delta
+ *                                                   |  [DONE]  --> cbs->end (ok)
+ *  curl done / sweep expiry ------------------------+----------> cbs->end (ok or error)
+ *
+ * cbs->end is called exactly once. Errors found inside a curl callback are
+ * recorded and make the callback return 0, so curl ends the transfer and the
+ * end is reported from the done callback, outside curl. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "contract.h"
+#include "http.h"
+#include "log.h"
+#include "sse.h"
+
+#define UPSTREAM_ERRBODY_MAX (64 * 1024)
+#define UPSTREAM_MSG_MAX 512
+
+enum upstream_state {
+	UP_STREAMING, /* transfer running, end not yet called */
+	UP_ENDED,     /* end called ([DONE] seen); waiting for curl to finish */
+};
+
+struct upstream {
+	struct http_xfer x;
+	enum upstream_state state;
+	char rid[CONTRACT_RID_MAX + 1];
+	char *body;
+	char *api_key;
+	struct curl_slist *headers;
+	const struct upstream_cbs *cbs;
+	void *ud;
+
+	struct sse_parser sse;
+	struct openai_decoder dec;
+
+	long status; /* HTTP status, 0 until the first body byte */
+	bool sse_body;
+	struct buf errbody; /* body of an HTTP error, bounded */
+
+	const char *fail_code; /* set inside a curl callback, reported at done */
+	char fail_msg[UPSTREAM_MSG_MAX + 64];
+
+	bool got_token;
+	char finish_reason[64];
+	char model[128];
+	bool has_usage;
+	struct openai_usage usage;
+
+	unsigned long long total_deadline;
+	long long connect_ms, first_token_ms, idle_ms, total_ms;
+};
+
+static void upstream__free(struct upstream *u)
+{
+	curl_easy_cleanup(u->x.easy);
+	curl_slist_free_all(u->headers);
+	free(u->body);
+	if (u->api_key) {
+		explicit_bzero(u->api_key, strlen(u->api_key));
+		free(u->api_key);
+	}
+	sse_free(&u->sse);
+	openai_decoder_free(&u->dec);
+	buf_free(&u->errbody);
+	free(u);
+}
+
+static void upstream__end_error(struct upstream *u, const char *code, const char *msg)
+{
+	struct upstream_result r = { 0 };
+	char text[UPSTREAM_MSG_MAX + 64];
+
+	snprintf(text, sizeof(text), "%s", msg);
+	util_redact(text, u->api_key);
+	util_utf8_truncate(text, UPSTREAM_MSG_MAX);
+	r.code = code;
+	r.message = text;
+	u->state = UP_ENDED;
+	u->cbs->end(u->ud, &r);
+}
+
+static void upstream__end_ok(struct upstream *u)
+{
+	struct upstream_result r = { 0 };
+
+	r.finish_reason = u->finish_reason[0] ? u->finish_reason : "stop";
+	r.model = u->model[0] ? u->model : NULL;
+	r.has_usage = u->has_usage;
+	r.usage = u->usage;
+	u->state = UP_ENDED;
+	u->cbs->end(u->ud, &r);
+}
+
+/* Records an error found inside a curl callback; the caller returns 0. */
+static void upstream__fail(struct upstream *u, const char *code, const char *fmt, ...) UTIL_PRINTF(3, 4);
+static void upstream__fail(struct upstream *u, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->fail_code)
+		return;
+	u->fail_code = code;
+	va_start(ap, fmt);
+	vsnprintf(u->fail_msg, sizeof(u->fail_msg), fmt, ap);
+	va_end(ap);
+}
+
+static void upstream__activity(struct upstream *u)
+{
+	unsigned long long d = http_now(u->x.http) + (unsigned long long)u->idle_ms;
+	u->x.deadline_ms = d < u->total_deadline ? d : u->total_deadline;
+}
+
+/* Returns nonzero to stop the SSE parser. */
+static int upstream__on_event(void *ud, const struct sse_event *ev)
+{
+	struct upstream *u = ud;
+	struct openai_chunk c;
+	char err[128];
+
+	if (openai_decode(&u->dec, ev->data, ev->data_len, &c, err, sizeof(err)) < 0) {
+		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "invalid chunk from backend: %s", err);
+		return 1;
+	}
+	if (c.done) {
+		upstream__end_ok(u);
+		return 1;
+	}
+	if (c.is_error) {
+		upstream__fail(u, CONTRACT_E_UPSTREAM_HTTP, "backend error in stream: %s", c.error_message);
+		return 1;
+	}
+	if (c.reasoning) {
+		u->got_token = true;
+		u->cbs->delta(u->ud, UPSTREAM_REASONING, c.reasoning, c.reasoning_len);
+	}
+	if (c.content) {
+		u->got_token = true;
+		u->cbs->delta(u->ud, UPSTREAM_TOKEN, c.content, c.content_len);
+	}
+	if (c.finish_reason)
+		snprintf(u->finish_reason, sizeof(u->finish_reason), "%s", c.finish_reason);
+	if (c.model && !u->model[0])
+		snprintf(u->model, sizeof(u->model), "%s", c.model);
+	if (c.has_usage) {
+		u->has_usage = true;
+		u->usage = c.usage;
+	}
+	/* Until the first token only the first-token deadline runs. */
+	if (u->got_token)
+		upstream__activity(u);
+	return 0;
+}
+
+static bool upstream__is_sse(const char *ct)
+{
+	/* No Content-Type at all: give the body the benefit of the doubt. */
+	return !ct || !strncasecmp(ct, "text/event-stream", 17);
+}
+
+static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct upstream *u = ud;
+	size_t n = size * nmemb;
+
+	if (u->state == UP_ENDED)
+		return n; /* after [DONE]: drain quietly so the connection is reused */
+	if (!u->status) {
+		char *ct = NULL;
+		curl_easy_getinfo(u->x.easy, CURLINFO_RESPONSE_CODE, &u->status);
+		curl_easy_getinfo(u->x.easy, CURLINFO_CONTENT_TYPE, &ct);
+		if (u->status < 400) {
+			if (!upstream__is_sse(ct)) {
+				char safe[64];
+				snprintf(safe, sizeof(safe), "%s", ct);
+				upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL,
+					       "backend answered HTTP %ld with Content-Type %s, not text/event-stream",
+					       u->status, safe);
+				return 0;
+			}
+			u->sse_body = true;
+		}
+	}
+	if (!u->sse_body) {
+		size_t room = UPSTREAM_ERRBODY_MAX - u->errbody.len;
+		buf_append(&u->errbody, ptr, n < room ? n : room);
+		return n;
+	}
+	int rc = sse_feed(&u->sse, ptr, n, upstream__on_event, u);
+	if (rc == SSE_ERR_LINE_TOO_LONG) {
+		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line longer than %zu bytes", u->sse.max_line);
+		return 0;
+	}
+	if (u->fail_code)
+		return 0;
+	return n;
+}
+
+static const char *upstream__curl_code(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return CONTRACT_E_UPSTREAM_UNAVAILABLE;
+	case CURLE_OPERATION_TIMEDOUT:
+		return CONTRACT_E_UPSTREAM_TIMEOUT;
+	default:
+		return CONTRACT_E_UPSTREAM_PROTOCOL;
+	}
+}
+
+static void upstream__on_done(struct http_xfer *x, CURLcode rc)
+{
+	struct upstream *u = (struct upstream *)x;
+	char msg[UPSTREAM_MSG_MAX + 64];
+
+	if (u->state == UP_ENDED) {
+		upstream__free(u);
+		return;
+	}
+	if (!u->status) /* an error answer with an empty body never reached on_write */
+		curl_easy_getinfo(u->x.easy, CURLINFO_RESPONSE_CODE, &u->status);
+	if (u->fail_code) {
+		upstream__end_error(u, u->fail_code, u->fail_msg);
+	} else if (u->status >= 400) {
+		char text[UPSTREAM_MSG_MAX + 1];
+		openai_error_message(u->errbody.data ? u->errbody.data : "", u->errbody.len, text, sizeof(text));
+		snprintf(msg, sizeof(msg), "HTTP %ld: %s", u->status, text);
+		upstream__end_error(u, CONTRACT_E_UPSTREAM_HTTP, msg);
+	} else if (rc != CURLE_OK) {
+		const char *code = upstream__curl_code(rc);
+		if (rc == CURLE_OPERATION_TIMEDOUT && !u->status) {
+			snprintf(msg, sizeof(msg), "connecting to the backend timed out after %lld ms", u->connect_ms);
+		} else if (u->status) {
+			code = CONTRACT_E_UPSTREAM_PROTOCOL;
+			snprintf(msg, sizeof(msg), "stream from the backend broke off: %s", curl_easy_strerror(rc));
+		} else {
+			snprintf(msg, sizeof(msg), "cannot reach the backend: %s", curl_easy_strerror(rc));
+		}
+		upstream__end_error(u, code, msg);
+	} else {
+		/* A clean end of body: the last event may lack its blank line. */
+		if (u->sse_body && sse_finish(&u->sse, upstream__on_event, u) == SSE_ERR_LINE_TOO_LONG)
+			upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line longer than %zu bytes",
+				       u->sse.max_line);
+		if (u->state == UP_ENDED)
+			; /* [DONE] was in the tail */
+		else if (u->fail_code)
+			upstream__end_error(u, u->fail_code, u->fail_msg);
+		else if (u->finish_reason[0])
+			upstream__end_ok(u);
+		else
+			upstream__end_error(u, CONTRACT_E_UPSTREAM_PROTOCOL,
+					    "stream ended without [DONE] or finish_reason");
+	}
+	upstream__free(u);
+}
+
+static void upstream__on_expired(struct http_xfer *x)
+{
+	struct upstream *u = (struct upstream *)x;
+	char msg[128];
+
+	if (u->state == UP_STREAMING) {
+		if (http_now(x->http) >= u->total_deadline)
+			snprintf(msg, sizeof(msg), "no complete answer within the total timeout of %lld ms",
+				 u->total_ms);
+		else if (!u->got_token)
+			snprintf(msg, sizeof(msg), "no first token within %lld ms", u->first_token_ms);
+		else
+			snprintf(msg, sizeof(msg), "no data from backend for %lld ms", u->idle_ms);
+		upstream__end_error(u, CONTRACT_E_UPSTREAM_TIMEOUT, msg);
+	}
+	upstream__free(u);
+}
+
+struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,
+				void *ud)
+{
+	struct upstream *u = xcalloc(1, sizeof(*u));
+	char *url = xasprintf("%s/chat/completions", p->base_url);
+	CURL *e;
+
+	snprintf(u->rid, sizeof(u->rid), "%s", p->rid);
+	u->body = p->body;
+	p->body = NULL;
+	u->api_key = xstrdup(p->api_key);
+	u->cbs = cbs;
+	u->ud = ud;
+	u->connect_ms = p->connect_timeout_ms;
+	u->first_token_ms = p->first_token_ms;
+	u->idle_ms = p->idle_ms;
+	u->total_ms = p->total_ms;
+	sse_init(&u->sse, p->max_line);
+	openai_decoder_init(&u->dec);
+	buf_init(&u->errbody);
+
+	u->headers = curl_slist_append(u->headers, "Content-Type: application/json");
+	u->headers = curl_slist_append(u->headers, "Accept: text/event-stream");
+	u->headers = curl_slist_append(u->headers, "Expect:");
+	if (*p->api_key) {
+		char *auth = xasprintf("Authorization: Bearer %s", p->api_key);
+		u->headers = curl_slist_append(u->headers, auth);
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+	}
+
+	e = u->x.easy = curl_easy_init();
+	if (!e) {
+		log_error(u->rid, "curl: cannot create an easy handle");
+		abort();
+	}
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, u->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(u->body));
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream__on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "sundynix-dispatcher/" SUNDYNIX_VERSION);
+	free(url);
+
+	u->x.done = upstream__on_done;
+	u->x.expired = upstream__on_expired;
+	unsigned long long now = http_now(h);
+	u->total_deadline = now + (unsigned long long)p->total_ms;
+	u->x.deadline_ms = now + (unsigned long long)p->first_token_ms;
+	if (u->x.deadline_ms > u->total_deadline)
+		u->x.deadline_ms = u->total_deadline;
+	u->state = UP_STREAMING;
+	if (http_start(h, &u->x) < 0) {
+		u->state = UP_ENDED;
+		log_error(u->rid, "curl: cannot add transfer");
+		upstream__free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void upstream_cancel(struct upstream *u)
+{
+	http_abort(&u->x);
+	upstream__free(u);
+}
