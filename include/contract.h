@@ -48,20 +48,31 @@ struct contract_error {
 bool contract_valid_request_id(const char *s, size_t len);
 
 /* Validates and decodes a submit body of len bytes (max_bytes is the limit).
- * Rules: body <= max_bytes; a JSON object; request_id 1-128 of [A-Za-z0-9_-];
- * session_id/user_id strings if present; messages a non-empty array of objects
- * with role in system/user/assistant/tool and string content; memory an
- * object if present with profile a string and facts an array of strings;
- * params an object if present. Returns 0 and fills out, or -1 and fills err
- * (out is then empty and owns nothing). */
+ * Rules: body <= max_bytes (checked before parsing); a JSON object without
+ * duplicate keys; request_id 1-128 of [A-Za-z0-9_-]; session_id/user_id
+ * strings if present; messages a non-empty array of objects with role in
+ * system/user/assistant/tool and string content, optional string name and
+ * tool_call_id; an assistant message may instead carry a non-empty
+ * "tool_calls" array with content null or absent (tool_calls is refused on
+ * other roles); memory an object if present with profile a string and facts
+ * an array of strings; params an object if present, whose forwarded keys are
+ * type-checked (temperature, top_p, presence_penalty, frequency_penalty
+ * numbers; max_tokens a positive integer; seed an integer; stop a string or
+ * array of strings). For every optional field JSON null means absent; unknown
+ * fields are ignored. Returns 0 and fills out, or -1 and fills err (out is
+ * then empty and owns nothing). err->message names the field and never
+ * quotes the body (invalid JSON reports only line and column). */
 int contract_decode_submit(const char *body, size_t len, size_t max_bytes, struct contract_submit *out,
 			   struct contract_error *err) UTIL_WUR;
 void contract_submit_free(struct contract_submit *s);
 
-/* Decodes {"request_id":"..."}; returns 0 with rid filled, -1 if invalid. */
+/* Decodes {"request_id":"..."} (other fields ignored, at most 64 KiB);
+ * returns 0 with rid filled, -1 (rid "") if invalid. */
 int contract_decode_cancel(const char *body, size_t len, char rid[CONTRACT_RID_MAX + 1]) UTIL_WUR;
 
-/* Encoders append to out (they do not reset it). */
+/* Encoders append to out (they do not reset it). A NULL or "" rid is encoded
+ * as "request_id":null; a NULL error code as "internal", a NULL message as "".
+ * Strings are escaped with buf_append_json_str (invalid UTF-8 -> U+FFFD). */
 void contract_encode_ack(struct buf *out, const char *rid, bool accepted, const char *code, const char *message);
 /* type is "token" or "reasoning". */
 void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, const char *type,
@@ -71,7 +82,8 @@ struct contract_usage {
 	long long completion_tokens;
 	long long total_tokens;
 };
-/* usage may be NULL (then "usage" is omitted); finish_reason NULL -> "stop". */
+/* usage may be NULL (then "usage" is omitted), and so may model (then
+ * "model" is omitted); finish_reason NULL -> "stop". */
 void contract_encode_done(struct buf *out, const char *rid, unsigned long long seq, const char *finish_reason,
 			  const char *model, const struct contract_usage *usage);
 void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,

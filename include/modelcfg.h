@@ -21,9 +21,12 @@ struct modelcfg {
 	bool ready; /* base_url and model both non-empty */
 };
 
-/* Parses a ModelConfig message body: an object, `null`, or `{}` (the last two
- * give a non-ready config). Unknown fields are ignored. Returns a config with
- * refs = 1, or NULL with a reason in err (which never contains the api_key). */
+/* Parses a ModelConfig message body: an object, `null`, `{}`, or an empty or
+ * all-whitespace body (the last three give a non-ready config). Unknown fields
+ * are ignored and a null field counts as absent; the string fields must be
+ * strings and revision any JSON integer. Returns a config with refs = 1, or
+ * NULL with a reason naming the field in err (which never quotes a value, so
+ * never the api_key). */
 struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t errlen) UTIL_WUR;
 struct modelcfg *modelcfg_ref(struct modelcfg *c);
 void modelcfg_unref(struct modelcfg *c);
@@ -37,7 +40,7 @@ struct modelcfg_store {
 
 void modelcfg_store_init(struct modelcfg_store *s);
 void modelcfg_store_free(struct modelcfg_store *s);
-/* Takes ownership of c's reference. Applies c unless it carries a revision
+/* Takes ownership of c's reference (NULL is ignored). Applies c unless it carries a revision
  * lower than the highest applied one (stale); returns true if applied. A config
  * without a revision always applies and leaves the recorded revision as is. */
 bool modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c);

@@ -40,9 +40,10 @@ void buf_printf(struct buf *b, const char *fmt, ...) UTIL_PRINTF(2, 3);
 void buf_append_json_str(struct buf *b, const char *s, size_t n);
 
 /* Writes key masked as "abc...wxyz" (first 3 and last 4 characters); keys of
- * 10 characters or fewer become "***". An empty key becomes "(none)". */
+ * fewer than 16 characters become "***". An empty key becomes "(none)". */
 void util_mask_secret(const char *key, char *out, size_t outlen);
-/* Copies url into out without any "user:pass@" userinfo. */
+/* Copies one url into out without any "user:pass@" userinfo (one URL: split
+ * comma-separated server lists first). */
 void util_url_strip_userinfo(const char *url, char *out, size_t outlen);
 /* Replaces every occurrence of secret (if non-empty) in s, in place, with '*'
  * characters, so text from a peer can never carry a key into a log or event. */

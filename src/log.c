@@ -54,7 +54,8 @@ static void log__escape(struct buf *out, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == 0x7f)
+		/* Backslash too, so a literal "\x0a" cannot pass for an escape. */
+		if (c < 0x20 || c == 0x7f || c == '\\')
 			buf_printf(out, "\\x%02x", c);
 		else
 			buf_append_char(out, (char)c);

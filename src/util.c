@@ -128,8 +128,11 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n <= 0)
+	if (n <= 0) {
+		buf_reserve(b, 0); /* keep the NUL-termination promise */
+		b->data[b->len] = '\0';
 		return;
+	}
 	buf_reserve(b, (size_t)n);
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -244,7 +247,8 @@ void util_mask_secret(const char *key, char *out, size_t outlen)
 		return;
 	if (n == 0)
 		snprintf(out, outlen, "(none)");
-	else if (n <= 10)
+	else if (n < 16)
+		/* Too short to show 7 characters of it. */
 		snprintf(out, outlen, "***");
 	else
 		snprintf(out, outlen, "%.3s...%s", key, key + n - 4);

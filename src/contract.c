@@ -1,0 +1,395 @@
+/* contract: see include/contract.h.
+ *
+ * Error messages are built only from field names and indexes we generate, so
+ * no byte a client sent (request ids included) can reach a reply or a log line
+ * through them. */
+#include "contract.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A cancel carries one short field; anything this large is not one. */
+#define CONTRACT__CANCEL_MAX_BYTES 65536
+
+static const char *const contract__roles[] = { "system", "user", "assistant", "tool" };
+
+static void UTIL_PRINTF(2, 3) contract__fail(struct contract_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+bool contract_valid_request_id(const char *s, size_t len)
+{
+	if (!s || len == 0 || len > CONTRACT_RID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Copies the request id of v into rid if it is a valid one. */
+static bool contract__take_rid(json_t *v, char rid[CONTRACT_RID_MAX + 1])
+{
+	if (!json_is_string(v) || !contract_valid_request_id(json_string_value(v), json_string_length(v)))
+		return false;
+	memcpy(rid, json_string_value(v), json_string_length(v) + 1);
+	return true;
+}
+
+/* An optional field: absent and JSON null both read as absent (NULL). */
+static json_t *contract__opt(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	return json_is_null(v) ? NULL : v;
+}
+
+static bool contract__valid_role(const char *role)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(contract__roles); i++)
+		if (!strcmp(role, contract__roles[i]))
+			return true;
+	return false;
+}
+
+static int contract__check_messages(struct contract_submit *out, struct contract_error *err)
+{
+	json_t *msgs = json_object_get(out->root, "messages");
+	size_t i;
+	json_t *m;
+
+	if (!msgs) {
+		contract__fail(err, "messages: required");
+		return -1;
+	}
+	if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+		contract__fail(err, "messages: must be a non-empty array");
+		return -1;
+	}
+	json_array_foreach(msgs, i, m) {
+		if (!json_is_object(m)) {
+			contract__fail(err, "messages[%zu]: must be an object", i);
+			return -1;
+		}
+		json_t *role = json_object_get(m, "role");
+		if (!json_is_string(role) || !contract__valid_role(json_string_value(role))) {
+			contract__fail(err, "messages[%zu].role: must be one of system, user, assistant, tool", i);
+			return -1;
+		}
+		bool assistant = !strcmp(json_string_value(role), "assistant");
+		json_t *calls = contract__opt(m, "tool_calls");
+		if (calls && (!assistant || !json_is_array(calls))) {
+			contract__fail(err, "messages[%zu].tool_calls: allowed only on assistant messages, as an array",
+				       i);
+			return -1;
+		}
+		json_t *content = json_object_get(m, "content");
+		/* An assistant turn that only called tools has no text (OpenAI
+		 * sends content null there); it must then carry the calls. */
+		bool calls_only = assistant && calls && json_array_size(calls) > 0 && (!content || json_is_null(content));
+		if (!json_is_string(content) && !calls_only) {
+			contract__fail(err, "messages[%zu].content: must be a string", i);
+			return -1;
+		}
+		static const char *const strs[] = { "name", "tool_call_id" };
+		for (size_t k = 0; k < UTIL_ARRAY_LEN(strs); k++) {
+			json_t *v = contract__opt(m, strs[k]);
+			if (v && !json_is_string(v)) {
+				contract__fail(err, "messages[%zu].%s: must be a string", i, strs[k]);
+				return -1;
+			}
+		}
+		if (!strcmp(json_string_value(role), "user"))
+			out->last_user = json_string_value(content);
+	}
+	out->messages = msgs;
+	return 0;
+}
+
+static int contract__check_memory(struct contract_submit *out, struct contract_error *err)
+{
+	json_t *mem = contract__opt(out->root, "memory");
+	size_t i;
+	json_t *f;
+
+	if (!mem)
+		return 0;
+	if (!json_is_object(mem)) {
+		contract__fail(err, "memory: must be an object");
+		return -1;
+	}
+	json_t *profile = contract__opt(mem, "profile");
+	if (profile && !json_is_string(profile)) {
+		contract__fail(err, "memory.profile: must be a string");
+		return -1;
+	}
+	json_t *facts = contract__opt(mem, "facts");
+	if (facts && !json_is_array(facts)) {
+		contract__fail(err, "memory.facts: must be an array of strings");
+		return -1;
+	}
+	json_array_foreach(facts, i, f) {
+		if (!json_is_string(f)) {
+			contract__fail(err, "memory.facts[%zu]: must be a string", i);
+			return -1;
+		}
+	}
+	out->profile = profile ? json_string_value(profile) : NULL;
+	out->facts = facts;
+	return 0;
+}
+
+/* Only the parameters the upstream request forwards are type-checked, so a
+ * client learns about a wrong type here instead of from an upstream 400. */
+static int contract__check_params(struct contract_submit *out, struct contract_error *err)
+{
+	static const char *const numbers[] = { "temperature", "top_p", "presence_penalty", "frequency_penalty" };
+	json_t *params = contract__opt(out->root, "params");
+
+	if (!params)
+		return 0;
+	if (!json_is_object(params)) {
+		contract__fail(err, "params: must be an object");
+		return -1;
+	}
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(numbers); k++) {
+		json_t *v = contract__opt(params, numbers[k]);
+		if (v && !json_is_number(v)) {
+			contract__fail(err, "params.%s: must be a number", numbers[k]);
+			return -1;
+		}
+	}
+	json_t *v = contract__opt(params, "max_tokens");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1)) {
+		contract__fail(err, "params.max_tokens: must be a positive integer");
+		return -1;
+	}
+	v = contract__opt(params, "seed");
+	if (v && !json_is_integer(v)) {
+		contract__fail(err, "params.seed: must be an integer");
+		return -1;
+	}
+	v = contract__opt(params, "stop");
+	if (v && !json_is_string(v)) {
+		size_t i;
+		json_t *s;
+		bool ok = json_is_array(v);
+		json_array_foreach(v, i, s) {
+			if (!json_is_string(s))
+				ok = false;
+		}
+		if (!ok) {
+			contract__fail(err, "params.stop: must be a string or an array of strings");
+			return -1;
+		}
+	}
+	out->params = params;
+	return 0;
+}
+
+int contract_decode_submit(const char *body, size_t len, size_t max_bytes, struct contract_submit *out,
+			   struct contract_error *err)
+{
+	json_error_t jerr;
+
+	memset(out, 0, sizeof(*out));
+	memset(err, 0, sizeof(*err));
+	if (len > max_bytes) {
+		contract__fail(err, "body: %zu bytes exceeds limit of %zu", len, max_bytes);
+		return -1;
+	}
+	if (len == 0) {
+		contract__fail(err, "body: empty");
+		return -1;
+	}
+	/* Duplicate keys are refused: two readers could disagree on which wins. */
+	out->root = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (!out->root) {
+		/* jerr.text may quote the body, so only the position is reported. */
+		contract__fail(err, "body: invalid JSON at line %d column %d", jerr.line, jerr.column);
+		return -1;
+	}
+	if (!json_is_object(out->root)) {
+		contract__fail(err, "body: must be a JSON object");
+		goto fail;
+	}
+
+	json_t *rid = json_object_get(out->root, "request_id");
+	if (!rid) {
+		contract__fail(err, "request_id: required");
+		goto fail;
+	}
+	if (!contract__take_rid(rid, out->request_id)) {
+		contract__fail(err, "request_id: must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
+		goto fail;
+	}
+	memcpy(err->request_id, out->request_id, sizeof(err->request_id));
+
+	static const char *const ids[] = { "session_id", "user_id" };
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(ids); k++) {
+		json_t *v = contract__opt(out->root, ids[k]);
+		if (v && !json_is_string(v)) {
+			contract__fail(err, "%s: must be a string", ids[k]);
+			goto fail;
+		}
+		const char *s = v ? json_string_value(v) : NULL;
+		if (k == 0)
+			out->session_id = s;
+		else
+			out->user_id = s;
+	}
+	if (contract__check_messages(out, err) || contract__check_memory(out, err) ||
+	    contract__check_params(out, err))
+		goto fail;
+	return 0;
+
+fail:
+	json_decref(out->root);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+void contract_submit_free(struct contract_submit *s)
+{
+	json_decref(s->root);
+	memset(s, 0, sizeof(*s));
+}
+
+int contract_decode_cancel(const char *body, size_t len, char rid[CONTRACT_RID_MAX + 1])
+{
+	json_t *root;
+	int rc = -1;
+
+	rid[0] = '\0';
+	if (len == 0 || len > CONTRACT__CANCEL_MAX_BYTES)
+		return -1;
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	if (json_is_object(root) && contract__take_rid(json_object_get(root, "request_id"), rid))
+		rc = 0;
+	json_decref(root);
+	return rc;
+}
+
+/* The encoders below run per token: they only append to out, whose
+ * allocation the caller reuses, and format numbers without stdio. */
+
+static void contract__append_ull(struct buf *out, unsigned long long v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(out, tmp + i, sizeof(tmp) - i);
+}
+
+static void contract__append_ll(struct buf *out, long long v)
+{
+	if (v < 0) {
+		buf_append_char(out, '-');
+		/* Negating in unsigned arithmetic is defined even for LLONG_MIN. */
+		contract__append_ull(out, 0ull - (unsigned long long)v);
+	} else {
+		contract__append_ull(out, (unsigned long long)v);
+	}
+}
+
+static void contract__append_str(struct buf *out, const char *s)
+{
+	buf_append_json_str(out, s, strlen(s));
+}
+
+/* {"request_id":<rid>, with null for a missing id. */
+static void contract__open(struct buf *out, const char *rid)
+{
+	buf_append_str(out, "{\"request_id\":");
+	if (rid && *rid)
+		contract__append_str(out, rid);
+	else
+		buf_append_str(out, "null");
+}
+
+static void contract__open_event(struct buf *out, const char *rid, unsigned long long seq, const char *type)
+{
+	contract__open(out, rid);
+	buf_append_str(out, ",\"seq\":");
+	contract__append_ull(out, seq);
+	buf_append_str(out, ",\"type\":");
+	contract__append_str(out, type);
+}
+
+static void contract__append_error(struct buf *out, const char *code, const char *message)
+{
+	buf_append_str(out, ",\"error\":{\"code\":");
+	contract__append_str(out, code ? code : CONTRACT_E_INTERNAL);
+	buf_append_str(out, ",\"message\":");
+	contract__append_str(out, message ? message : "");
+	buf_append_char(out, '}');
+}
+
+void contract_encode_ack(struct buf *out, const char *rid, bool accepted, const char *code, const char *message)
+{
+	contract__open(out, rid);
+	if (accepted) {
+		buf_append_str(out, ",\"accepted\":true}");
+		return;
+	}
+	buf_append_str(out, ",\"accepted\":false");
+	contract__append_error(out, code, message);
+	buf_append_char(out, '}');
+}
+
+void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, const char *type,
+			   const char *delta, size_t delta_len)
+{
+	contract__open_event(out, rid, seq, type);
+	buf_append_str(out, ",\"delta\":");
+	buf_append_json_str(out, delta ? delta : "", delta ? delta_len : 0);
+	buf_append_char(out, '}');
+}
+
+void contract_encode_done(struct buf *out, const char *rid, unsigned long long seq, const char *finish_reason,
+			  const char *model, const struct contract_usage *usage)
+{
+	contract__open_event(out, rid, seq, "done");
+	buf_append_str(out, ",\"finish_reason\":");
+	contract__append_str(out, finish_reason ? finish_reason : "stop");
+	if (model) {
+		buf_append_str(out, ",\"model\":");
+		contract__append_str(out, model);
+	}
+	if (usage) {
+		buf_append_str(out, ",\"usage\":{\"prompt_tokens\":");
+		contract__append_ll(out, usage->prompt_tokens);
+		buf_append_str(out, ",\"completion_tokens\":");
+		contract__append_ll(out, usage->completion_tokens);
+		buf_append_str(out, ",\"total_tokens\":");
+		contract__append_ll(out, usage->total_tokens);
+		buf_append_char(out, '}');
+	}
+	buf_append_char(out, '}');
+}
+
+void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,
+			   const char *message)
+{
+	contract__open_event(out, rid, seq, "error");
+	contract__append_error(out, code, message);
+	buf_append_char(out, '}');
+}
+
+void contract_encode_config_request(struct buf *out, const char *instance)
+{
+	buf_append_str(out, "{\"component\":\"dispatcher\",\"instance\":");
+	contract__append_str(out, instance ? instance : "");
+	buf_append_char(out, '}');
+}

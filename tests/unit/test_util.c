@@ -1,0 +1,474 @@
+/* Unit tests for util (buffer, JSON escaping, secret helpers, UTF-8) and log
+ * (level names, escaping of control bytes in emitted lines). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+/* ---- buf ---- */
+
+static void test_buf_basics(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b);
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	buf_append(&b, "", 0);
+	assert_non_null(b.data);
+	assert_string_equal(b.data, "");
+	buf_append_str(&b, "abc");
+	buf_append_char(&b, 'd');
+	buf_append(&b, "ef\0gh", 5);
+	assert_int_equal(b.len, 9);
+	assert_memory_equal(b.data, "abcdef\0gh", 10); /* NUL-terminated too */
+	buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(b.data, "");
+	buf_printf(&b, "%d-%s", 42, "x");
+	assert_string_equal(b.data, "42-x");
+	assert_int_equal(b.len, 4);
+	buf_free(&b);
+	assert_null(b.data);
+	assert_int_equal(b.cap, 0);
+}
+
+static void test_buf_growth(void **state)
+{
+	struct buf b;
+	char big[5000];
+
+	(void)state;
+	memset(big, 'z', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	buf_init(&b);
+	for (int i = 0; i < 1000; i++)
+		buf_printf(&b, "%04d,", i);
+	assert_int_equal(b.len, 5000);
+	assert_int_equal(strlen(b.data), 5000);
+	assert_memory_equal(b.data + 4995, "0999,", 5);
+	assert_true(b.cap > b.len);
+	buf_printf(&b, "%s", big);
+	assert_int_equal(b.len, 5000 + sizeof(big) - 1);
+	assert_int_equal(b.data[b.len], '\0');
+	size_t cap = b.cap;
+	buf_reset(&b);
+	assert_int_equal(b.cap, cap); /* keeps the allocation */
+	buf_reserve(&b, 3 * cap);
+	assert_true(b.cap >= 3 * cap + 1);
+	buf_free(&b);
+}
+
+static void test_xalloc(void **state)
+{
+	(void)state;
+	char *s = xstrndup("hello world", 5);
+	assert_string_equal(s, "hello");
+	free(s);
+	s = xasprintf("%s=%d", "n", 7);
+	assert_string_equal(s, "n=7");
+	free(s);
+	s = xasprintf("%s", "");
+	assert_string_equal(s, "");
+	free(s);
+	s = xstrdup("");
+	assert_string_equal(s, "");
+	free(s);
+	int *z = xcalloc(4, sizeof(int));
+	assert_int_equal(z[0] | z[1] | z[2] | z[3], 0);
+	z = xrealloc(z, 100 * sizeof(int));
+	free(z);
+}
+
+/* ---- JSON string escaping ---- */
+
+static void expect_json(const char *in, size_t n, const char *want)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_append_json_str(&b, in, n);
+	assert_string_equal(b.data, want);
+	assert_int_equal(b.len, strlen(want));
+	/* Whatever went in, jansson must accept what came out. */
+	json_error_t je;
+	json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+	if (!v)
+		fail_msg("output %s is not valid JSON: %s", b.data, je.text);
+	assert_true(json_is_string(v));
+	json_decref(v);
+	buf_free(&b);
+}
+
+#define EXPECT_JSON(lit, want) expect_json(lit, sizeof(lit) - 1, want)
+
+static void test_json_escape_ascii(void **state)
+{
+	(void)state;
+	EXPECT_JSON("", "\"\"");
+	EXPECT_JSON("plain text", "\"plain text\"");
+	EXPECT_JSON("q\"b\\s/", "\"q\\\"b\\\\s/\"");
+	EXPECT_JSON("\n\r\t\b\f", "\"\\n\\r\\t\\b\\f\"");
+	EXPECT_JSON("\x01\x1f\x1b[0m", "\"\\u0001\\u001f\\u001b[0m\"");
+	EXPECT_JSON("a\0b", "\"a\\u0000b\""); /* explicit length: NUL is data */
+	EXPECT_JSON("\x7f", "\"\x7f\"");       /* DEL is valid in JSON */
+}
+
+static void test_json_escape_utf8(void **state)
+{
+	(void)state;
+	/* Valid sequences of every length pass through. */
+	EXPECT_JSON("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+		    "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"");
+	/* Each invalid byte becomes U+FFFD. */
+	EXPECT_JSON("a\x80z", "\"a\xef\xbf\xbdz\"");                       /* lone continuation */
+	EXPECT_JSON("\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\"");           /* overlong '/' */
+	EXPECT_JSON("\xe0\x80\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* overlong 3-byte */
+	EXPECT_JSON("\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* surrogate */
+	EXPECT_JSON("\xf4\x90\x80\x80",
+		    "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* above U+10FFFF */
+	EXPECT_JSON("\xf5", "\"\xef\xbf\xbd\"");
+	EXPECT_JSON("\xff\xfe", "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+	EXPECT_JSON("x\xe2\x82", "\"x\xef\xbf\xbd\xef\xbf\xbd\""); /* truncated at the end */
+	EXPECT_JSON("\xe2\x82z", "\"\xef\xbf\xbd\xef\xbf\xbdz\"");  /* truncated mid-string */
+	EXPECT_JSON("\xc3\n", "\"\xef\xbf\xbd\\n\"");
+	/* A sequence cut by n is invalid even if the bytes continue. */
+	expect_json("\xc3\xa9", 1, "\"\xef\xbf\xbd\"");
+}
+
+static void test_utf8_seqlen(void **state)
+{
+	(void)state;
+	assert_int_equal(util_utf8_seqlen("a", 1), 1);
+	assert_int_equal(util_utf8_seqlen("\xc3\xa9", 2), 2);
+	assert_int_equal(util_utf8_seqlen("\xe2\x82\xac", 3), 3);
+	assert_int_equal(util_utf8_seqlen("\xf0\x9f\x98\x80", 4), 4);
+	assert_int_equal(util_utf8_seqlen("\xf0\x9f\x98\x80", 3), 1);
+	assert_int_equal(util_utf8_seqlen("\x80", 1), 1);
+	assert_int_equal(util_utf8_seqlen("\xed\xa0\x80", 3), 1);
+}
+
+/* ---- secrets ---- */
+
+static void test_mask_secret(void **state)
+{
+	char out[64];
+
+	(void)state;
+	util_mask_secret("sk-proj-abcdefghijklmnopWXYZ", out, sizeof(out));
+	assert_string_equal(out, "sk-...WXYZ");
+	util_mask_secret("0123456789ABCDEF", out, sizeof(out)); /* 16: shown masked */
+	assert_string_equal(out, "012...CDEF");
+	util_mask_secret("0123456789ABCDE", out, sizeof(out)); /* 15: hidden */
+	assert_string_equal(out, "***");
+	util_mask_secret("a", out, sizeof(out));
+	assert_string_equal(out, "***");
+	util_mask_secret("", out, sizeof(out));
+	assert_string_equal(out, "(none)");
+	util_mask_secret(NULL, out, sizeof(out));
+	assert_string_equal(out, "(none)");
+	/* A small buffer truncates and stays terminated. */
+	util_mask_secret("sk-proj-abcdefghijklmnopWXYZ", out, 5);
+	assert_string_equal(out, "sk-.");
+	out[0] = 'x';
+	util_mask_secret("sk-proj-abcdefghijklmnopWXYZ", out, 0);
+	assert_int_equal(out[0], 'x');
+}
+
+static void test_url_strip_userinfo(void **state)
+{
+	char out[128];
+
+	(void)state;
+	util_url_strip_userinfo("nats://user:pass@host:4222", out, sizeof(out));
+	assert_string_equal(out, "nats://host:4222");
+	util_url_strip_userinfo("nats://token@127.0.0.1:4222", out, sizeof(out));
+	assert_string_equal(out, "nats://127.0.0.1:4222");
+	util_url_strip_userinfo("nats://host:4222", out, sizeof(out));
+	assert_string_equal(out, "nats://host:4222");
+	/* An unescaped '@' in the password: the last one in the authority ends it. */
+	util_url_strip_userinfo("https://u:p@ss@api.example.com/v1?x=a@b", out, sizeof(out));
+	assert_string_equal(out, "https://api.example.com/v1?x=a@b");
+	/* '@' only in path, query or fragment is not userinfo. */
+	util_url_strip_userinfo("http://host/a@b", out, sizeof(out));
+	assert_string_equal(out, "http://host/a@b");
+	util_url_strip_userinfo("http://host?q=a@b", out, sizeof(out));
+	assert_string_equal(out, "http://host?q=a@b");
+	util_url_strip_userinfo("http://host#a@b", out, sizeof(out));
+	assert_string_equal(out, "http://host#a@b");
+	/* No scheme. */
+	util_url_strip_userinfo("user:pw@host:4222", out, sizeof(out));
+	assert_string_equal(out, "host:4222");
+	util_url_strip_userinfo("", out, sizeof(out));
+	assert_string_equal(out, "");
+	/* Truncation never leaves the password behind. */
+	util_url_strip_userinfo("nats://user:pass@host:4222", out, 10);
+	assert_string_equal(out, "nats://ho");
+}
+
+static void test_redact(void **state)
+{
+	char s[128];
+
+	(void)state;
+	strcpy(s, "key sk-123 and again sk-123.");
+	util_redact(s, "sk-123");
+	assert_string_equal(s, "key ****** and again ******.");
+	strcpy(s, "aaaaa");
+	util_redact(s, "aa");
+	assert_string_equal(s, "****a");
+	strcpy(s, "nothing here");
+	util_redact(s, "secret");
+	assert_string_equal(s, "nothing here");
+	util_redact(s, "");
+	assert_string_equal(s, "nothing here");
+	util_redact(s, NULL);
+	util_redact(NULL, "x");
+	assert_string_equal(s, "nothing here");
+}
+
+/* ---- UTF-8 truncation ---- */
+
+static void expect_trunc(const char *in, size_t max, const char *want)
+{
+	char s[64];
+
+	snprintf(s, sizeof(s), "%s", in);
+	util_utf8_truncate(s, max);
+	assert_string_equal(s, want);
+	assert_true(strlen(s) <= max);
+}
+
+static void test_utf8_truncate(void **state)
+{
+	(void)state;
+	expect_trunc("hello", 10, "hello");
+	expect_trunc("hello", 5, "hello");
+	expect_trunc("hello", 3, "hel");
+	expect_trunc("hello", 0, "");
+	/* "h" + é (2) + "llo" */
+	expect_trunc("h\xc3\xa9llo", 1, "h");
+	expect_trunc("h\xc3\xa9llo", 2, "h");
+	expect_trunc("h\xc3\xa9llo", 3, "h\xc3\xa9");
+	/* A 4-byte emoji cut at every offset. */
+	const char *emoji = "ab\xf0\x9f\x98\x80" "c";
+	expect_trunc(emoji, 2, "ab");
+	expect_trunc(emoji, 3, "ab");
+	expect_trunc(emoji, 4, "ab");
+	expect_trunc(emoji, 5, "ab");
+	expect_trunc(emoji, 6, "ab\xf0\x9f\x98\x80");
+	expect_trunc("\xe2\x82\xac\xe2\x82\xac", 5, "\xe2\x82\xac");
+	expect_trunc("\xe2\x82\xac", 2, "");
+	/* Whatever the cut, the result is valid UTF-8 when the input was. */
+	const char *mixed = "x\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80y";
+	for (size_t max = 0; max <= strlen(mixed); max++) {
+		char s[32];
+		snprintf(s, sizeof(s), "%s", mixed);
+		util_utf8_truncate(s, max);
+		for (size_t i = 0; s[i];) {
+			size_t n = util_utf8_seqlen(s + i, strlen(s + i));
+			if (n == 1 && (unsigned char)s[i] >= 0x80)
+				fail_msg("max %zu: invalid byte at %zu", max, i);
+			i += n;
+		}
+	}
+}
+
+static void test_now_ms(void **state)
+{
+	(void)state;
+	unsigned long long a = util_now_ms();
+	usleep(20 * 1000);
+	unsigned long long b = util_now_ms();
+	assert_true(b >= a + 15);
+	assert_true(b < a + 5000);
+}
+
+/* ---- log ---- */
+
+static void test_log_level_names(void **state)
+{
+	(void)state;
+	assert_int_equal(log_level_parse("error"), LOG_LVL_ERROR);
+	assert_int_equal(log_level_parse("warn"), LOG_LVL_WARN);
+	assert_int_equal(log_level_parse("warning"), LOG_LVL_WARN);
+	assert_int_equal(log_level_parse("notice"), LOG_LVL_NOTICE);
+	assert_int_equal(log_level_parse("info"), LOG_LVL_INFO);
+	assert_int_equal(log_level_parse("debug"), LOG_LVL_DEBUG);
+	assert_int_equal(log_level_parse("DEBUG"), LOG_LVL_DEBUG);
+	assert_int_equal(log_level_parse(""), -1);
+	assert_int_equal(log_level_parse("verbose"), -1);
+	assert_int_equal(log_level_parse("info "), -1);
+	assert_string_equal(log_level_name(LOG_LVL_ERROR), "error");
+	assert_string_equal(log_level_name(LOG_LVL_WARN), "warn");
+	assert_string_equal(log_level_name(LOG_LVL_NOTICE), "notice");
+	assert_string_equal(log_level_name(LOG_LVL_INFO), "info");
+	assert_string_equal(log_level_name(LOG_LVL_DEBUG), "debug");
+	assert_string_equal(log_level_name(42), "?");
+}
+
+static char cap_path[64];
+static int cap_fd = -1;
+static int cap_saved = -1;
+
+/* Sends stderr into a temp file until cap_end, so cmocka's own messages
+ * still reach the terminal once a check fails. */
+static void cap_begin(void)
+{
+	strcpy(cap_path, "/tmp/sundynix-log-XXXXXX");
+	cap_fd = mkstemp(cap_path);
+	assert_true(cap_fd >= 0);
+	fflush(stderr);
+	cap_saved = dup(STDERR_FILENO);
+	assert_true(cap_saved >= 0);
+	assert_int_equal(dup2(cap_fd, STDERR_FILENO), STDERR_FILENO);
+}
+
+/* Restores stderr and returns what was logged (caller frees). */
+static char *cap_end(void)
+{
+	char *text;
+	off_t n;
+
+	fflush(stderr);
+	assert_int_equal(dup2(cap_saved, STDERR_FILENO), STDERR_FILENO);
+	close(cap_saved);
+	n = lseek(cap_fd, 0, SEEK_END);
+	assert_true(n >= 0);
+	text = xmalloc((size_t)n + 1);
+	assert_int_equal(pread(cap_fd, text, (size_t)n, 0), n);
+	text[n] = '\0';
+	close(cap_fd);
+	unlink(cap_path);
+	return text;
+}
+
+static int log_setup(void **state)
+{
+	(void)state;
+	unsetenv("JOURNAL_STREAM");
+	log_init();
+	log_set_level(LOG_LVL_INFO);
+	return 0;
+}
+
+static int log_teardown(void **state)
+{
+	return log_setup(state);
+}
+
+static size_t count_char(const char *s, char c)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += *s == c;
+	return n;
+}
+
+static void test_log_escapes_control_chars(void **state)
+{
+	(void)state;
+	cap_begin();
+	log_info("req\n-1", "line one\nFAKE 2024 error injected\r\t\x1b[31m\x7f end");
+	char *out = cap_end();
+	/* One line, with every control byte shown as \xNN. */
+	assert_int_equal(count_char(out, '\n'), 1);
+	assert_int_equal(out[strlen(out) - 1], '\n');
+	assert_null(strchr(out, '\r'));
+	assert_null(strchr(out, '\t'));
+	assert_null(strchr(out, '\x1b'));
+	if (!strstr(out, " info [req\\x0a-1] line one\\x0aFAKE 2024 error injected\\x0d\\x09\\x1b[31m\\x7f end\n"))
+		fail_msg("unexpected line: %s", out);
+	/* Timestamped when not under journald: "YYYY-MM-DDTHH:MM:SS.mmmZ ". */
+	assert_int_equal(out[4], '-');
+	assert_int_equal(out[10], 'T');
+	assert_int_equal(out[23], 'Z');
+	free(out);
+}
+
+static void test_log_levels_filter(void **state)
+{
+	(void)state;
+	log_set_level(LOG_LVL_WARN);
+	assert_int_equal(log_get_level(), LOG_LVL_WARN);
+	cap_begin();
+	log_info(NULL, "hidden");
+	log_debug(NULL, "hidden");
+	log_warn(NULL, "shown %d", 1);
+	log_error(NULL, "shown %d", 2);
+	char *out = cap_end();
+	assert_null(strstr(out, "hidden"));
+	assert_non_null(strstr(out, " warn shown 1\n"));
+	assert_non_null(strstr(out, " error shown 2\n"));
+	assert_int_equal(count_char(out, '\n'), 2);
+	free(out);
+
+	log_set_level(LOG_LVL_DEBUG);
+	cap_begin();
+	log_debug("r1", "dbg");
+	out = cap_end();
+	assert_non_null(strstr(out, " debug [r1] dbg\n"));
+	free(out);
+}
+
+static void test_log_journal_and_long(void **state)
+{
+	char big[3000];
+
+	(void)state;
+	setenv("JOURNAL_STREAM", "8:1234", 1);
+	log_init();
+	cap_begin();
+	log_notice(NULL, "hello");
+	char *out = cap_end();
+	assert_string_equal(out, "<5>hello\n");
+	free(out);
+
+	/* Longer than log_msg's stack buffer: still one whole, escaped line. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[2000] = '\n';
+	cap_begin();
+	log_error("r", "%s|", big);
+	out = cap_end();
+	assert_int_equal(strlen(out), 3 + 4 + 2998 + 4 + 1 + 1);
+	assert_memory_equal(out, "<3>[r] ", 7);
+	assert_memory_equal(out + 7 + 2000, "\\x0a", 4);
+	assert_int_equal(count_char(out, '\n'), 1);
+	assert_string_equal(out + strlen(out) - 2, "|\n");
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_basics),
+		cmocka_unit_test(test_buf_growth),
+		cmocka_unit_test(test_xalloc),
+		cmocka_unit_test(test_json_escape_ascii),
+		cmocka_unit_test(test_json_escape_utf8),
+		cmocka_unit_test(test_utf8_seqlen),
+		cmocka_unit_test(test_mask_secret),
+		cmocka_unit_test(test_url_strip_userinfo),
+		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_utf8_truncate),
+		cmocka_unit_test(test_now_ms),
+		cmocka_unit_test(test_log_level_names),
+		cmocka_unit_test_setup_teardown(test_log_escapes_control_chars, log_setup, log_teardown),
+		cmocka_unit_test_setup_teardown(test_log_levels_filter, log_setup, log_teardown),
+		cmocka_unit_test_setup_teardown(test_log_journal_and_long, log_setup, log_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
