@@ -27,7 +27,7 @@ override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
 PURE_MODS   := util log config contract modelcfg prompt sse openai
-DAEMON_MODS := bus http upstream stub request main
+DAEMON_MODS := pool bus http upstream stub request main
 CTL_MODS    := sundynixctl
 
 PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
@@ -104,10 +104,34 @@ check-config: $(DAEMON)
 clean:
 	rm -rf build
 
+# The unit goes under PREFIX too (/usr/local/lib/systemd/system and
+# /usr/lib/systemd/system are both on systemd's search path); its ExecStart=
+# is rewritten to $(PREFIX)/sbin. The config lives in /etc/sundynix whatever
+# PREFIX is, since the daemon looks there, and is never overwritten.
+SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR          ?= $(PREFIX)/share/man
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SYSTEMD_UNITDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/sundynix
 	install -m 0755 $(CTL) $(DESTDIR)$(PREFIX)/bin/sundynixctl
 	install -m 0755 $(DAEMON) $(DESTDIR)$(PREFIX)/sbin/sundynix-dispatcher
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' systemd/sundynix-dispatcher.service \
+		>$(DESTDIR)$(SYSTEMD_UNITDIR)/sundynix-dispatcher.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNITDIR)/sundynix-dispatcher.service
+	install -m 0644 docs/man/sundynix-dispatcher.8 $(DESTDIR)$(MANDIR)/man8/sundynix-dispatcher.8
+	install -m 0644 docs/man/sundynixctl.1 $(DESTDIR)$(MANDIR)/man1/sundynixctl.1
+	@if [ -e $(DESTDIR)/etc/sundynix/dispatcher.json ]; then \
+		echo "keeping the existing $(DESTDIR)/etc/sundynix/dispatcher.json (example: config/dispatcher.json)"; \
+	else \
+		echo "install -m 0644 config/dispatcher.json $(DESTDIR)/etc/sundynix/dispatcher.json"; \
+		install -m 0644 config/dispatcher.json $(DESTDIR)/etc/sundynix/dispatcher.json; \
+	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/sundynixctl $(DESTDIR)$(PREFIX)/sbin/sundynix-dispatcher
+	rm -f $(DESTDIR)$(PREFIX)/bin/sundynixctl $(DESTDIR)$(PREFIX)/sbin/sundynix-dispatcher \
+		$(DESTDIR)$(SYSTEMD_UNITDIR)/sundynix-dispatcher.service \
+		$(DESTDIR)$(MANDIR)/man8/sundynix-dispatcher.8 $(DESTDIR)$(MANDIR)/man1/sundynixctl.1
+	@if [ -e $(DESTDIR)/etc/sundynix/dispatcher.json ]; then \
+		echo "kept $(DESTDIR)/etc/sundynix/dispatcher.json; remove /etc/sundynix by hand if no longer wanted"; \
+	fi

@@ -36,6 +36,12 @@ struct config {
 	long long limits_max_inflight;
 	long long limits_max_request_bytes;
 	long long limits_max_sse_line_bytes;
+	long long limits_max_connections_per_endpoint; /* restart */
+
+	long long pool_max_attempts;
+	long long pool_eject_after;
+	long long pool_probe_interval_ms;
+	long long pool_probe_timeout_ms;
 
 	long long timeouts_connect_ms;
 	long long timeouts_first_token_ms;

@@ -82,12 +82,19 @@ struct contract_usage {
 	long long completion_tokens;
 	long long total_tokens;
 };
+/* Which replica served a request and after how many attempts; terminal
+ * events carry it as "attempts" and "endpoint" (a URL without userinfo). */
+struct contract_route {
+	int attempts;
+	const char *endpoint;
+};
 /* usage may be NULL (then "usage" is omitted), and so may model (then
- * "model" is omitted); finish_reason NULL -> "stop". */
+ * "model" is omitted); finish_reason NULL -> "stop". route may be NULL (the
+ * stub, or a request that never reached a backend). */
 void contract_encode_done(struct buf *out, const char *rid, unsigned long long seq, const char *finish_reason,
-			  const char *model, const struct contract_usage *usage);
+			  const char *model, const struct contract_usage *usage, const struct contract_route *route);
 void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,
-			   const char *message);
+			   const char *message, const struct contract_route *route);
 /* The startup config request body {"component":"dispatcher","instance":"<id>"}. */
 void contract_encode_config_request(struct buf *out, const char *instance);
 

@@ -10,16 +10,46 @@
 
 #include "util.h"
 
+#define MODELCFG_MAX_ENDPOINTS 64
+
+/* The providers whose quirks we know. Anything else is treated as OpenAI. */
+enum modelcfg_provider {
+	MODELCFG_OPENAI,
+	MODELCFG_VLLM,
+	MODELCFG_OLLAMA,
+	MODELCFG_LLAMACPP,
+	MODELCFG_DEEPSEEK,
+	MODELCFG_AZURE,
+	MODELCFG_OPENROUTER,
+	MODELCFG_UNKNOWN,
+};
+
+/* One replica serving the model. */
+struct modelcfg_endpoint {
+	char *base_url; /* trailing '/' removed; never NULL */
+	char *api_key;  /* "" when absent */
+	int weight;     /* >= 1 */
+};
+
 struct modelcfg {
 	int refs;
 	char *provider; /* "" when absent; never NULL */
-	char *base_url; /* "" when absent, trailing '/' removed */
-	char *api_key;  /* "" when absent */
+	enum modelcfg_provider kind;
+	char *base_url; /* "" when absent, trailing '/' removed; the first endpoint's */
+	char *api_key;  /* "" when absent; the first endpoint's */
 	char *model;    /* "" when absent */
+	char *api_version; /* azure: the api-version query parameter ("" = default) */
+	/* "endpoints":[{"base_url","api_key","weight"}], or the single
+	 * base_url/api_key as one endpoint of weight 1. */
+	struct modelcfg_endpoint *endpoints;
+	size_t nendpoints;
 	bool has_revision;
 	long long revision;
-	bool ready; /* base_url and model both non-empty */
+	bool ready; /* model non-empty and at least one endpoint */
 };
+
+/* The provider kind for a name ("" is openai). */
+enum modelcfg_provider modelcfg_provider_kind(const char *name);
 
 /* Parses a ModelConfig message body: an object, `null`, `{}`, or an empty or
  * all-whitespace body (the last three give a non-ready config). Unknown fields

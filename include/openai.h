@@ -26,11 +26,14 @@ struct openai_chunk {
 	size_t content_len;
 	const char *reasoning;  /* choices[0].delta.reasoning_content (or .reasoning) */
 	size_t reasoning_len;
-	const char *finish_reason; /* NULL if absent/null */
-	const char *model;      /* top-level "model", NULL if absent */
-	bool has_usage;         /* "usage" object, or "x_groq.usage" */
+	const char *finish_reason; /* NULL if absent/null/"" */
+	const char *model;      /* top-level "model", NULL if absent or "" */
+	/* "usage" object with at least one count, else "x_groq.usage"; counts
+	 * may be integral floats; a missing one is 0, a missing total the sum. */
+	bool has_usage;
 	struct openai_usage usage;
-	bool is_error;          /* top-level "error" object or string */
+	bool is_error;          /* top-level "error" object or string, or a bare
+				 * {"object":"error","message":..} (older vLLM) */
 	const char *error_message; /* its "message" (or the string), never NULL if is_error */
 };
 
@@ -41,20 +44,24 @@ struct openai_decoder {
 void openai_decoder_init(struct openai_decoder *d);
 void openai_decoder_free(struct openai_decoder *d);
 /* Returns 0, or -1 when the payload is not a JSON object (nor [DONE]); then
- * err (if non-NULL) gets a short reason that quotes none of the payload. */
+ * err (if non-NULL) gets a short reason that quotes none of the payload.
+ * An empty or all-blank payload returns 0 with nothing set. */
 int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
 		  char *err, size_t errlen) UTIL_WUR;
 
 /* Request body: {"model":..,"messages":..,"stream":true,
  * "stream_options":{"include_usage":true}, <allowed params from params>}.
  * Allowed: temperature, top_p, max_tokens, stop, seed, presence_penalty,
- * frequency_penalty; anything else in params is dropped. params may be NULL.
- * Returns a malloc'd string owned by the caller. */
+ * frequency_penalty; anything else in params, and null values, are dropped.
+ * params and messages may be NULL. Returns a malloc'd string owned by the
+ * caller (free()). */
 char *openai_build_request(const char *model, json_t *messages, json_t *params);
 
 /* Message of an HTTP error body: error.message, error (string), message,
- * detail, or the body text itself; at most max bytes, UTF-8 safe, control
- * characters replaced by spaces. Writes into out (outlen >= max + 1). */
+ * detail (or detail[0].msg), or the body text itself; one line of at most
+ * outlen - 1 bytes, never cut inside a UTF-8 character, control characters
+ * and white space runs become one space, invalid UTF-8 bytes become '?'.
+ * Always NUL-terminates when outlen > 0; "" for an empty body. */
 void openai_error_message(const char *body, size_t len, char *out, size_t outlen);
 
 #endif

@@ -13,10 +13,11 @@ struct bus;
 struct config;
 struct http;
 struct modelcfg_store;
+struct pool;
 struct requests;
 
 struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bus, struct modelcfg_store *models,
-			      const struct config *cfg);
+			      struct pool *pool, const struct config *cfg);
 /* Frees the table; every request must have ended (requests_end_all). */
 void requests_free(struct requests *rq);
 /* The config new requests use; requests in flight keep what they started with. */

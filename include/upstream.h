@@ -17,6 +17,12 @@ enum upstream_delta { UPSTREAM_TOKEN, UPSTREAM_REASONING };
 
 struct upstream_result {
 	const char *code;          /* NULL on success, else a CONTRACT_E_* code */
+	long http_status;          /* 0 if no response came */
+	bool got_token;            /* a delta was delivered */
+	/* Failed before any token in a way another replica might not:
+	 * connect error, 5xx, 408, 429, timeout before the first token. */
+	bool retryable;
+	unsigned long long retry_after_ms; /* Retry-After of a 429/503, else 0 */
 	const char *message;       /* error text: bounded, redacted */
 	const char *finish_reason; /* success: as the backend sent it ("stop" if none) */
 	const char *model;         /* success: the backend's model name, may be NULL */
@@ -35,7 +41,10 @@ struct upstream_params {
 	const char *rid;      /* for log lines */
 	const char *base_url; /* without trailing '/' */
 	const char *api_key;  /* "" for none */
-	char *body;           /* request body; ownership passes to the upstream */
+	int provider;         /* enum modelcfg_provider: selects URL and auth quirks */
+	const char *model;    /* azure: the deployment, part of the path */
+	const char *api_version; /* azure: api-version ("" = default) */
+	const char *body;     /* request body; copied */
 	long long connect_timeout_ms;
 	long long first_token_ms;
 	long long idle_ms;

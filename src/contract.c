@@ -357,8 +357,20 @@ void contract_encode_delta(struct buf *out, const char *rid, unsigned long long 
 	buf_append_char(out, '}');
 }
 
+static void contract__append_route(struct buf *out, const struct contract_route *route)
+{
+	if (!route)
+		return;
+	buf_append_str(out, ",\"attempts\":");
+	contract__append_ll(out, route->attempts);
+	if (route->endpoint) {
+		buf_append_str(out, ",\"endpoint\":");
+		contract__append_str(out, route->endpoint);
+	}
+}
+
 void contract_encode_done(struct buf *out, const char *rid, unsigned long long seq, const char *finish_reason,
-			  const char *model, const struct contract_usage *usage)
+			  const char *model, const struct contract_usage *usage, const struct contract_route *route)
 {
 	contract__open_event(out, rid, seq, "done");
 	buf_append_str(out, ",\"finish_reason\":");
@@ -376,14 +388,16 @@ void contract_encode_done(struct buf *out, const char *rid, unsigned long long s
 		contract__append_ll(out, usage->total_tokens);
 		buf_append_char(out, '}');
 	}
+	contract__append_route(out, route);
 	buf_append_char(out, '}');
 }
 
 void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,
-			   const char *message)
+			   const char *message, const struct contract_route *route)
 {
 	contract__open_event(out, rid, seq, "error");
 	contract__append_error(out, code, message);
+	contract__append_route(out, route);
 	buf_append_char(out, '}');
 }
 

@@ -24,6 +24,7 @@
 #include "http.h"
 #include "log.h"
 #include "modelcfg.h"
+#include "pool.h"
 #include "request.h"
 
 #define MAIN_CONFIG_DEFAULT "/etc/sundynix/dispatcher.json"
@@ -36,6 +37,7 @@ static struct dispatcher {
 	const char *config_path;
 	struct config cfg;
 	struct modelcfg_store models;
+	struct pool *pool;
 	struct bus *bus;
 	struct http *http;
 	struct requests *requests;
@@ -60,6 +62,7 @@ static void main__usage(FILE *f)
 		   "      --check-config  validate the configuration and exit (0 valid, 2 invalid)\n"
 		   "  -v, --verbose       log at debug level\n"
 		   "      --version       print the version and exit\n"
+		   "      --config-reference  print every config key as a Markdown table\n"
 		   "  -h, --help          this help\n");
 }
 
@@ -120,7 +123,10 @@ static void main__apply_model(const char *data, size_t len, const char *source)
 		return;
 	}
 	main__describe_model(m, desc, sizeof(desc));
+	if (m->kind == MODELCFG_UNKNOWN)
+		log_warn(NULL, "unknown provider \"%s\": treating it as OpenAI-compatible", m->provider);
 	if (modelcfg_store_apply(&d.models, m)) {
+		pool_prune(d.pool, d.models.active);
 		log_info(NULL, "model config applied: %s (from %s)", desc, source);
 		main__update_status();
 	}
@@ -234,6 +240,7 @@ static void main__keep_restart_keys(struct config *next, struct config *cur)
 	MAIN_SWAP(subject_prefix);
 	MAIN_SWAP(queue_group);
 	MAIN_SWAP(instance_id);
+	MAIN_SWAP(limits_max_connections_per_endpoint);
 #undef MAIN_SWAP
 }
 
@@ -253,6 +260,7 @@ static void main__reload(void)
 		config_free(&d.cfg);
 		d.cfg = next;
 		log_set_level(d.cfg.log_level);
+		pool_set_eject_after(d.pool, (int)d.cfg.pool_eject_after);
 		requests_set_config(d.requests, &d.cfg);
 		log_info(NULL, "reload: configuration re-read from %s", d.config_path ? d.config_path : "(defaults)");
 	}
@@ -394,7 +402,8 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' }, { "check-config", no_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },      { "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },         { "config-reference", no_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
 	};
 	bool check_only = false, verbose = false;
 	char err[1024];
@@ -408,6 +417,7 @@ int main(int argc, char **argv)
 		case 'v': verbose = true; break;
 		case 'V': printf("sundynix-dispatcher %s\n", SUNDYNIX_VERSION); return 0;
 		case 'h': main__usage(stdout); return 0;
+		case 'R': config_print_reference(); return 0; /* the table in docs/config.md */
 		default: main__usage(stderr); return 2;
 		}
 	}
@@ -438,7 +448,8 @@ int main(int argc, char **argv)
 	}
 	d.loop = uv_default_loop();
 	modelcfg_store_init(&d.models);
-	d.http = http_new(d.loop, 0);
+	d.http = http_new(d.loop, (long)d.cfg.limits_max_connections_per_endpoint);
+	d.pool = pool_new((int)d.cfg.pool_eject_after);
 	uv_timer_init(d.loop, &d.config_timer);
 	uv_timer_init(d.loop, &d.grace_timer);
 	uv_timer_init(d.loop, &d.watchdog_timer);
@@ -458,7 +469,7 @@ int main(int argc, char **argv)
 		main__teardown();
 		goto out;
 	}
-	d.requests = requests_new(d.loop, d.http, d.bus, &d.models, &d.cfg);
+	d.requests = requests_new(d.loop, d.http, d.bus, &d.models, d.pool, &d.cfg);
 	main__log_startup(bus_subjects(d.bus));
 
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
@@ -469,6 +480,7 @@ out:
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	uv_loop_close(d.loop);
 	modelcfg_store_free(&d.models);
+	pool_free(d.pool);
 	config_free(&d.cfg);
 	curl_global_cleanup();
 	return d.exit_status;

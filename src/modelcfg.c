@@ -18,16 +18,102 @@ static struct modelcfg *modelcfg__new(void)
 	c->base_url = xstrdup("");
 	c->api_key = xstrdup("");
 	c->model = xstrdup("");
+	c->api_version = xstrdup("");
 	return c;
 }
 
 static void modelcfg__free(struct modelcfg *c)
 {
+	for (size_t i = 0; i < c->nendpoints; i++) {
+		free(c->endpoints[i].base_url);
+		explicit_bzero(c->endpoints[i].api_key, strlen(c->endpoints[i].api_key));
+		free(c->endpoints[i].api_key);
+	}
+	free(c->endpoints);
+	explicit_bzero(c->api_key, strlen(c->api_key));
+	free(c->api_key);
 	free(c->provider);
 	free(c->base_url);
-	free(c->api_key);
 	free(c->model);
+	free(c->api_version);
 	free(c);
+}
+
+static const char *const modelcfg__providers[] = {
+	[MODELCFG_OPENAI] = "openai",     [MODELCFG_VLLM] = "vllm",         [MODELCFG_OLLAMA] = "ollama",
+	[MODELCFG_LLAMACPP] = "llamacpp", [MODELCFG_DEEPSEEK] = "deepseek", [MODELCFG_AZURE] = "azure",
+	[MODELCFG_OPENROUTER] = "openrouter",
+};
+
+enum modelcfg_provider modelcfg_provider_kind(const char *name)
+{
+	if (!name || !*name)
+		return MODELCFG_OPENAI;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(modelcfg__providers); i++)
+		if (!strcmp(name, modelcfg__providers[i]))
+			return (enum modelcfg_provider)i;
+	return MODELCFG_UNKNOWN;
+}
+
+static void modelcfg__strip_slash(char *url)
+{
+	/* Callers append "/chat/completions"; a trailing slash would double it. */
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		url[--n] = '\0';
+}
+
+static void modelcfg__add_endpoint(struct modelcfg *c, const char *url, const char *key, int weight)
+{
+	struct modelcfg_endpoint *e;
+
+	c->endpoints = xrealloc(c->endpoints, (c->nendpoints + 1) * sizeof(*c->endpoints));
+	e = &c->endpoints[c->nendpoints++];
+	e->base_url = xstrdup(url);
+	modelcfg__strip_slash(e->base_url);
+	e->api_key = xstrdup(key);
+	e->weight = weight;
+}
+
+/* "endpoints": an array of {"base_url": string, "api_key": string?, "weight": 1..1000?}. */
+static int modelcfg__endpoints(struct modelcfg *c, json_t *arr, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(arr)) {
+		snprintf(err, errlen, "endpoints: must be an array");
+		return -1;
+	}
+	if (json_array_size(arr) > MODELCFG_MAX_ENDPOINTS) {
+		snprintf(err, errlen, "endpoints: at most %d entries", MODELCFG_MAX_ENDPOINTS);
+		return -1;
+	}
+	json_array_foreach(arr, i, e) {
+		json_t *url = json_object_get(e, "base_url"), *key = json_object_get(e, "api_key");
+		json_t *w = json_object_get(e, "weight");
+		if (!json_is_object(e)) {
+			snprintf(err, errlen, "endpoints[%zu]: must be an object", i);
+			return -1;
+		}
+		if (!json_is_string(url) || !json_string_length(url)) {
+			snprintf(err, errlen, "endpoints[%zu].base_url: must be a non-empty string", i);
+			return -1;
+		}
+		if (key && !json_is_null(key) && !json_is_string(key)) {
+			snprintf(err, errlen, "endpoints[%zu].api_key: must be a string", i);
+			return -1;
+		}
+		if (w && !json_is_null(w) &&
+		    (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 1000)) {
+			snprintf(err, errlen, "endpoints[%zu].weight: must be an integer from 1 to 1000", i);
+			return -1;
+		}
+		/* An endpoint without its own key uses the config's api_key. */
+		modelcfg__add_endpoint(c, json_string_value(url), json_is_string(key) ? json_string_value(key) : c->api_key,
+				       json_is_integer(w) ? (int)json_integer_value(w) : 1);
+	}
+	return 0;
 }
 
 static bool modelcfg__blank(const char *s, size_t len)
@@ -81,8 +167,24 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 	if (modelcfg__str(root, "provider", &c->provider, err, errlen) ||
 	    modelcfg__str(root, "base_url", &c->base_url, err, errlen) ||
 	    modelcfg__str(root, "api_key", &c->api_key, err, errlen) ||
-	    modelcfg__str(root, "model", &c->model, err, errlen))
+	    modelcfg__str(root, "model", &c->model, err, errlen) ||
+	    modelcfg__str(root, "api_version", &c->api_version, err, errlen))
 		goto fail;
+	c->kind = modelcfg_provider_kind(c->provider);
+	modelcfg__strip_slash(c->base_url);
+	json_t *eps = json_object_get(root, "endpoints");
+	if (eps && !json_is_null(eps)) {
+		if (modelcfg__endpoints(c, eps, err, errlen) < 0)
+			goto fail;
+	} else if (c->base_url[0]) {
+		modelcfg__add_endpoint(c, c->base_url, c->api_key, 1);
+	}
+	if (c->nendpoints && !c->base_url[0]) {
+		free(c->base_url);
+		free(c->api_key);
+		c->base_url = xstrdup(c->endpoints[0].base_url);
+		c->api_key = xstrdup(c->endpoints[0].api_key);
+	}
 	json_t *rev = json_object_get(root, "revision");
 	if (rev && !json_is_null(rev)) {
 		if (!json_is_integer(rev)) {
@@ -92,11 +194,7 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 		c->has_revision = true;
 		c->revision = json_integer_value(rev);
 	}
-	/* Callers append "/chat/completions"; a trailing slash would double it. */
-	size_t n = strlen(c->base_url);
-	while (n > 0 && c->base_url[n - 1] == '/')
-		c->base_url[--n] = '\0';
-	c->ready = c->base_url[0] && c->model[0];
+	c->ready = c->nendpoints > 0 && c->model[0];
 	json_decref(root);
 	return c;
 

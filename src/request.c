@@ -3,8 +3,10 @@
  *   submit --> validate --> [busy / bad_request: ack + error event]
  *                 |
  *                 v  accepted (ack), snapshot of the model config taken
- *          REQ_STREAMING (source = upstream call or stub)
+ *          REQ_STREAMING (source = an upstream attempt, or the stub)
  *                 |  delta -> event (seq++)
+ *                 |  attempt failed before any token, retryable, attempts
+ *                 |  and time left --> next attempt on another replica
  *                 v
  *   end / cancel / timeout / shutdown --> request__finish --> REQ_DONE
  *
@@ -21,6 +23,7 @@
 #include "log.h"
 #include "modelcfg.h"
 #include "openai.h"
+#include "pool.h"
 #include "prompt.h"
 #include "stub.h"
 #include "upstream.h"
@@ -43,6 +46,13 @@ struct request {
 	struct stub *stub;
 	unsigned long long started_ms;
 	unsigned long long deltas;
+
+	/* Upstream attempts. */
+	char *body;           /* the upstream request body, kept for retries */
+	struct pool_ep *ep;   /* health slot of the current attempt */
+	int ep_index;         /* endpoint of the current (or last) attempt */
+	int attempts;
+	uint64_t tried;       /* bit i: endpoint i was tried */
 };
 
 struct requests {
@@ -50,6 +60,7 @@ struct requests {
 	struct http *http;
 	struct bus *bus;
 	struct modelcfg_store *models;
+	struct pool *pool;
 	const struct config *cfg;
 
 	struct request **buckets;
@@ -152,7 +163,7 @@ static void request__reject_event(struct requests *rq, const char *rid, const ch
 {
 	char *subject = xasprintf("%s%s", bus_subjects(rq->bus)->stream_prefix, rid);
 	buf_reset(&rq->ev);
-	contract_encode_error(&rq->ev, rid, 0, code, msg);
+	contract_encode_error(&rq->ev, rid, 0, code, msg, NULL);
 	request__publish(rq, subject);
 	free(subject);
 }
@@ -161,8 +172,18 @@ static void request__free(struct request *r)
 {
 	if (r->model)
 		modelcfg_unref(r->model);
+	free(r->body);
 	free(r->subject);
 	free(r);
+}
+
+/* Ends the current attempt's hold on its endpoint's health. */
+static void request__release_ep(struct request *r, enum pool_outcome o, unsigned long long retry_after_ms)
+{
+	if (!r->ep)
+		return;
+	pool_release(r->rq->pool, r->ep, o, retry_after_ms, uv_now(r->rq->loop));
+	r->ep = NULL;
 }
 
 /* The one exit of a request. res->code NULL means done. The source must
@@ -179,9 +200,16 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	r->stub = NULL;
 	request__remove(rq, r);
 
+	char endpoint[512];
+	struct contract_route route = { r->attempts, NULL }, *rt = NULL;
+	if (r->model && r->attempts) {
+		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, endpoint, sizeof(endpoint));
+		route.endpoint = endpoint;
+		rt = &route;
+	}
 	buf_reset(&rq->ev);
 	if (res->code) {
-		contract_encode_error(&rq->ev, r->rid, r->seq++, res->code, res->message);
+		contract_encode_error(&rq->ev, r->rid, r->seq++, res->code, res->message, rt);
 		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas, res->code,
 			 res->message);
 	} else {
@@ -189,7 +217,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 					    res->usage.total_tokens };
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
 		contract_encode_done(&rq->ev, r->rid, r->seq++, res->finish_reason, model,
-				     res->has_usage ? &u : NULL);
+				     res->has_usage ? &u : NULL, rt);
 		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
 	}
 	request__publish(rq, r->subject);
@@ -214,9 +242,32 @@ static void request__on_delta(void *ud, enum upstream_delta kind, const char *te
 	request__publish(rq, r->subject);
 }
 
+static int request__start_attempt(struct request *r);
+
 static void request__on_end(void *ud, const struct upstream_result *res)
 {
-	request__finish(ud, res);
+	struct request *r = ud;
+	enum pool_outcome o = POOL_NEUTRAL;
+
+	r->up = NULL;
+	if (!res->code || res->got_token)
+		o = POOL_SUCCESS;
+	else if (res->retryable)
+		o = POOL_FAILURE;
+	request__release_ep(r, o, res->retry_after_ms);
+
+	/* Retry only while the client has seen nothing of this attempt, only
+	 * failures another replica might not share, and only on a replica not
+	 * tried yet. */
+	if (res->code && res->retryable && r->deltas == 0 && r->attempts < r->rq->cfg->pool_max_attempts &&
+	    (size_t)__builtin_popcountll(r->tried) < r->model->nendpoints &&
+	    uv_now(r->rq->loop) - r->started_ms < (unsigned long long)r->rq->cfg->timeouts_total_ms) {
+		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts,
+			 r->model->endpoints[r->ep_index].base_url, res->code, res->message);
+		if (request__start_attempt(r) == 0)
+			return;
+	}
+	request__finish(r, res);
 }
 
 static const struct upstream_cbs request__cbs = {
@@ -229,11 +280,53 @@ static void request__abort(struct request *r, const char *code, const char *mess
 {
 	struct upstream_result res = { .code = code, .message = message };
 
-	if (r->up)
+	if (r->up) {
 		upstream_cancel(r->up);
+		r->up = NULL;
+	}
+	request__release_ep(r, POOL_NEUTRAL, 0);
 	if (r->stub)
 		stub_cancel(r->stub);
 	request__finish(r, &res);
+}
+
+/* Starts the next attempt on the endpoint the pool picks. */
+static int request__start_attempt(struct request *r)
+{
+	struct requests *rq = r->rq;
+	const struct config *cfg = rq->cfg;
+	unsigned long long now = uv_now(rq->loop);
+	unsigned long long elapsed = now - r->started_ms;
+	int i = pool_pick(rq->pool, r->model, r->tried, now, &r->ep);
+
+	if (i < 0)
+		return -1;
+	r->ep_index = i;
+	r->attempts++;
+	if (i < 64)
+		r->tried |= 1ull << i;
+	const struct modelcfg_endpoint *e = &r->model->endpoints[i];
+	struct upstream_params p = {
+		.rid = r->rid,
+		.base_url = e->base_url,
+		.api_key = e->api_key,
+		.provider = r->model->kind,
+		.model = r->model->model,
+		.api_version = r->model->api_version,
+		.body = r->body,
+		.connect_timeout_ms = cfg->timeouts_connect_ms,
+		.first_token_ms = cfg->timeouts_first_token_ms,
+		.idle_ms = cfg->timeouts_idle_ms,
+		/* The total deadline belongs to the request, across attempts. */
+		.total_ms = cfg->timeouts_total_ms > (long long)elapsed ? cfg->timeouts_total_ms - (long long)elapsed : 1,
+		.max_line = (size_t)cfg->limits_max_sse_line_bytes,
+	};
+	r->up = upstream_start(rq->http, &p, &request__cbs, r);
+	if (!r->up) {
+		request__release_ep(r, POOL_NEUTRAL, 0);
+		return -1;
+	}
+	return 0;
 }
 
 static int request__start_upstream(struct requests *rq, struct request *r, struct contract_submit *sub)
@@ -241,21 +334,10 @@ static int request__start_upstream(struct requests *rq, struct request *r, struc
 	const struct config *cfg = rq->cfg;
 	json_t *msgs = prompt_build(cfg->prompt_system, cfg->prompt_memory_template, sub->messages, sub->profile,
 				    sub->facts);
-	struct upstream_params p = {
-		.rid = r->rid,
-		.base_url = r->model->base_url,
-		.api_key = r->model->api_key,
-		.body = openai_build_request(r->model->model, msgs, sub->params),
-		.connect_timeout_ms = cfg->timeouts_connect_ms,
-		.first_token_ms = cfg->timeouts_first_token_ms,
-		.idle_ms = cfg->timeouts_idle_ms,
-		.total_ms = cfg->timeouts_total_ms,
-		.max_line = (size_t)cfg->limits_max_sse_line_bytes,
-	};
+
+	r->body = openai_build_request(r->model->model, msgs, sub->params);
 	json_decref(msgs);
-	r->up = upstream_start(rq->http, &p, &request__cbs, r);
-	free(p.body); /* NULL unless upstream_start failed before taking it */
-	return r->up ? 0 : -1;
+	return request__start_attempt(r);
 }
 
 void requests_submit(struct requests *rq, const char *data, size_t len, const char *reply)
@@ -354,11 +436,12 @@ size_t requests_inflight(const struct requests *rq)
 }
 
 struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bus, struct modelcfg_store *models,
-			      const struct config *cfg)
+			      struct pool *pool, const struct config *cfg)
 {
 	struct requests *rq = xcalloc(1, sizeof(*rq));
 
 	rq->loop = loop;
+	rq->pool = pool;
 	rq->http = http;
 	rq->bus = bus;
 	rq->models = models;

@@ -17,10 +17,13 @@
 #include "contract.h"
 #include "http.h"
 #include "log.h"
+#include "modelcfg.h"
 #include "sse.h"
 
 #define UPSTREAM_ERRBODY_MAX (64 * 1024)
 #define UPSTREAM_MSG_MAX 512
+#define UPSTREAM_AZURE_API_VERSION "2024-10-21"
+#define UPSTREAM_RETRY_AFTER_MAX_MS 60000ull
 
 enum upstream_state {
 	UP_STREAMING, /* transfer running, end not yet called */
@@ -48,6 +51,8 @@ struct upstream {
 	char fail_msg[UPSTREAM_MSG_MAX + 64];
 
 	bool got_token;
+	bool timed_out_before_token;
+	unsigned long long retry_after_ms;
 	char finish_reason[64];
 	char model[128];
 	bool has_usage;
@@ -72,6 +77,19 @@ static void upstream__free(struct upstream *u)
 	free(u);
 }
 
+static bool upstream__retryable(const struct upstream *u, const char *code)
+{
+	if (u->got_token)
+		return false;
+	if (!strcmp(code, CONTRACT_E_UPSTREAM_UNAVAILABLE))
+		return true;
+	if (!strcmp(code, CONTRACT_E_UPSTREAM_TIMEOUT))
+		return u->timed_out_before_token;
+	if (!strcmp(code, CONTRACT_E_UPSTREAM_HTTP))
+		return u->status >= 500 || u->status == 408 || u->status == 429;
+	return false;
+}
+
 static void upstream__end_error(struct upstream *u, const char *code, const char *msg)
 {
 	struct upstream_result r = { 0 };
@@ -82,6 +100,11 @@ static void upstream__end_error(struct upstream *u, const char *code, const char
 	util_utf8_truncate(text, UPSTREAM_MSG_MAX);
 	r.code = code;
 	r.message = text;
+	r.http_status = u->status;
+	r.got_token = u->got_token;
+	r.retryable = upstream__retryable(u, code);
+	if (u->status == 429 || u->status == 503)
+		r.retry_after_ms = u->retry_after_ms;
 	u->state = UP_ENDED;
 	u->cbs->end(u->ud, &r);
 }
@@ -90,6 +113,8 @@ static void upstream__end_ok(struct upstream *u)
 {
 	struct upstream_result r = { 0 };
 
+	r.http_status = u->status;
+	r.got_token = u->got_token;
 	r.finish_reason = u->finish_reason[0] ? u->finish_reason : "stop";
 	r.model = u->model[0] ? u->model : NULL;
 	r.has_usage = u->has_usage;
@@ -203,6 +228,26 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* Only Retry-After matters to us; seconds or an HTTP date (then 1 s). */
+static size_t upstream__on_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+	struct upstream *u = ud;
+	size_t n = size * nitems;
+
+	if (n > 12 && !strncasecmp(buf, "Retry-After:", 12)) {
+		char tmp[32];
+		size_t len = n - 12 < sizeof(tmp) - 1 ? n - 12 : sizeof(tmp) - 1;
+		memcpy(tmp, buf + 12, len);
+		tmp[len] = '\0';
+		char *end;
+		unsigned long long secs = strtoull(tmp, &end, 10);
+		u->retry_after_ms = end != tmp ? secs * 1000ull : 1000ull;
+		if (u->retry_after_ms > UPSTREAM_RETRY_AFTER_MAX_MS)
+			u->retry_after_ms = UPSTREAM_RETRY_AFTER_MAX_MS;
+	}
+	return n;
+}
+
 static const char *upstream__curl_code(CURLcode rc)
 {
 	switch (rc) {
@@ -245,6 +290,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 	} else if (rc != CURLE_OK) {
 		const char *code = upstream__curl_code(rc);
 		if (rc == CURLE_OPERATION_TIMEDOUT && !u->status) {
+			u->timed_out_before_token = true;
 			snprintf(msg, sizeof(msg), "connecting to the backend timed out after %lld ms", u->connect_ms);
 		} else if (u->status) {
 			code = CONTRACT_E_UPSTREAM_PROTOCOL;
@@ -280,8 +326,10 @@ static void upstream__on_expired(struct http_xfer *x)
 		if (http_now(x->http) >= u->total_deadline)
 			snprintf(msg, sizeof(msg), "no complete answer within the total timeout of %lld ms",
 				 u->total_ms);
-		else if (!u->got_token)
+		else if (!u->got_token) {
+			u->timed_out_before_token = true;
 			snprintf(msg, sizeof(msg), "no first token within %lld ms", u->first_token_ms);
+		}
 		else
 			snprintf(msg, sizeof(msg), "no data from backend for %lld ms", u->idle_ms);
 		upstream__end_error(u, CONTRACT_E_UPSTREAM_TIMEOUT, msg);
@@ -293,12 +341,21 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 				void *ud)
 {
 	struct upstream *u = xcalloc(1, sizeof(*u));
-	char *url = xasprintf("%s/chat/completions", p->base_url);
+	bool azure = p->provider == MODELCFG_AZURE;
+	char *url;
 	CURL *e;
 
+	if (azure) {
+		/* Azure names the deployment in the path and versions its API. */
+		char *dep = curl_easy_escape(NULL, p->model, 0);
+		url = xasprintf("%s/deployments/%s/chat/completions?api-version=%s", p->base_url, dep,
+				p->api_version && *p->api_version ? p->api_version : UPSTREAM_AZURE_API_VERSION);
+		curl_free(dep);
+	} else {
+		url = xasprintf("%s/chat/completions", p->base_url);
+	}
 	snprintf(u->rid, sizeof(u->rid), "%s", p->rid);
-	u->body = p->body;
-	p->body = NULL;
+	u->body = xstrdup(p->body);
 	u->api_key = xstrdup(p->api_key);
 	u->cbs = cbs;
 	u->ud = ud;
@@ -314,7 +371,8 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	u->headers = curl_slist_append(u->headers, "Accept: text/event-stream");
 	u->headers = curl_slist_append(u->headers, "Expect:");
 	if (*p->api_key) {
-		char *auth = xasprintf("Authorization: Bearer %s", p->api_key);
+		char *auth = azure ? xasprintf("api-key: %s", p->api_key)
+				   : xasprintf("Authorization: Bearer %s", p->api_key);
 		u->headers = curl_slist_append(u->headers, auth);
 		explicit_bzero(auth, strlen(auth));
 		free(auth);
@@ -337,6 +395,8 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream__on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream__on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, u);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sundynix-dispatcher/" SUNDYNIX_VERSION);

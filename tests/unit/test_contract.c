@@ -454,7 +454,7 @@ static void test_encode_done(void **state)
 
 	(void)state;
 	buf_init(&b);
-	contract_encode_done(&b, "r-123", 9, "stop", "qwen2.5-7b", &u);
+	contract_encode_done(&b, "r-123", 9, "stop", "qwen2.5-7b", &u, NULL);
 	assert_string_equal(b.data, "{\"request_id\":\"r-123\",\"seq\":9,\"type\":\"done\",\"finish_reason\":\"stop\","
 				    "\"model\":\"qwen2.5-7b\",\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":9,"
 				    "\"total_tokens\":21}}");
@@ -471,7 +471,7 @@ static void test_encode_done(void **state)
 
 	/* Defaults: finish_reason "stop", model and usage omitted. */
 	buf_reset(&b);
-	contract_encode_done(&b, "r", 0, NULL, NULL, NULL);
+	contract_encode_done(&b, "r", 0, NULL, NULL, NULL, NULL);
 	v = parse(&b);
 	assert_str_field(v, "finish_reason", "stop");
 	assert_null(json_object_get(v, "model"));
@@ -481,11 +481,11 @@ static void test_encode_done(void **state)
 	/* Extreme numbers and a model name needing escapes. */
 	struct contract_usage big = { 0, -1, 9223372036854775807ll };
 	buf_reset(&b);
-	contract_encode_done(&b, "r", 18446744073709551615ull, NULL, NULL, NULL);
+	contract_encode_done(&b, "r", 18446744073709551615ull, NULL, NULL, NULL, NULL);
 	assert_string_equal(b.data, "{\"request_id\":\"r\",\"seq\":18446744073709551615,\"type\":\"done\","
 				    "\"finish_reason\":\"stop\"}");
 	buf_reset(&b);
-	contract_encode_done(&b, "r", 9223372036854775807ull, "length", "m\"\\\n", &big);
+	contract_encode_done(&b, "r", 9223372036854775807ull, "length", "m\"\\\n", &big, NULL);
 	assert_non_null(strstr(b.data, "\"completion_tokens\":-1,"));
 	v = parse(&b);
 	assert_int_field(v, "seq", 9223372036854775807ll);
@@ -505,7 +505,7 @@ static void test_encode_error(void **state)
 
 	(void)state;
 	buf_init(&b);
-	contract_encode_error(&b, "r-123", 4, CONTRACT_E_UPSTREAM_HTTP, "HTTP 500: \"boom\"\n\x01 \xc3");
+	contract_encode_error(&b, "r-123", 4, CONTRACT_E_UPSTREAM_HTTP, "HTTP 500: \"boom\"\n\x01 \xc3", NULL);
 	v = parse(&b);
 	assert_int_equal(json_object_size(v), 4);
 	assert_str_field(v, "request_id", "r-123");
@@ -516,6 +516,31 @@ static void test_encode_error(void **state)
 	assert_str_field(err, "code", "upstream_http");
 	assert_str_field(err, "message", "HTTP 500: \"boom\"\n\x01 \xef\xbf\xbd");
 	json_decref(v);
+	buf_free(&b);
+}
+
+static void test_encode_route(void **state)
+{
+	struct contract_route route = { 2, "http://10.0.0.2:8000/v1" };
+	struct buf b;
+	json_t *j;
+
+	(void)state;
+	buf_init(&b);
+	contract_encode_done(&b, "r", 3, "stop", "m", NULL, &route);
+	j = json_loads(b.data, 0, NULL);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
+	assert_string_equal(json_string_value(json_object_get(j, "endpoint")), "http://10.0.0.2:8000/v1");
+	json_decref(j);
+	buf_reset(&b);
+	contract_encode_error(&b, "r", 0, CONTRACT_E_UPSTREAM_UNAVAILABLE, "down", &route);
+	j = json_loads(b.data, 0, NULL);
+	assert_non_null(j);
+	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+			    "upstream_unavailable");
+	json_decref(j);
 	buf_free(&b);
 }
 
@@ -550,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_encode_ack),
 		cmocka_unit_test(test_encode_delta),
 		cmocka_unit_test(test_encode_done),
+		cmocka_unit_test(test_encode_route),
 		cmocka_unit_test(test_encode_error),
 		cmocka_unit_test(test_encode_config_request),
 	};

@@ -1,0 +1,1007 @@
+/* sundynixctl: a command-line client of wire contract v1 (docs/protocol.md).
+ * It plays the gateway (chat, cancel) and a minimal control plane (config
+ * serve/set/clear) against a running dispatcher. Unlike the daemon it uses
+ * nats.c's blocking API: one command, one connection, then exit.
+ *
+ * SIGINT and SIGTERM are blocked before the connection is made, so nats.c's
+ * threads inherit the mask and no handler ever runs; commands that care poll
+ * them with sigtimedwait (chat) or sigwait (config serve). */
+#include <errno.h>
+#include <jansson.h>
+#include <nats/nats.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "contract.h"
+#include "util.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_FAIL 1
+#define CTL_EXIT_USAGE 2
+#define CTL_EXIT_INTERRUPTED 130
+
+#define CTL_DEFAULT_NATS "nats://127.0.0.1:4222"
+#define CTL_DEFAULT_PREFIX "sundynix"
+#define CTL_CONNECT_TIMEOUT_MS 3000
+#define CTL_FLUSH_TIMEOUT_MS 5000
+#define CTL_ACK_TIMEOUT_MS 5000
+/* How long chat polls NATS before looking at signals and its deadline. */
+#define CTL_POLL_MS 100
+/* After Ctrl-C, how long chat waits for the cancelled terminal event. */
+#define CTL_CANCEL_WAIT_MS 3000
+
+enum ctl_opt_id {
+	CTL_O_NATS,
+	CTL_O_PREFIX,
+	CTL_O_HELP,
+	CTL_O_VERSION,
+	CTL_O_PROFILE,
+	CTL_O_FACT,
+	CTL_O_SESSION,
+	CTL_O_USER,
+	CTL_O_SYSTEM,
+	CTL_O_TIMEOUT,
+	CTL_O_REQUEST_ID,
+	CTL_O_BASE_URL,
+	CTL_O_MODEL,
+	CTL_O_API_KEY,
+	CTL_O_PROVIDER,
+	CTL_O_REVISION,
+};
+
+enum ctl_cmd {
+	CTL_CMD_CHAT = 1u << 0,
+	CTL_CMD_SERVE = 1u << 1,
+	CTL_CMD_SET = 1u << 2,
+	CTL_CMD_CLEAR = 1u << 3,
+	CTL_CMD_CANCEL = 1u << 4,
+};
+
+#define CTL_CMD_ALL (CTL_CMD_CHAT | CTL_CMD_SERVE | CTL_CMD_SET | CTL_CMD_CLEAR | CTL_CMD_CANCEL)
+
+struct ctl_opt {
+	const char *name; /* long name without "--" */
+	enum ctl_opt_id id;
+	bool has_arg;
+	unsigned cmds; /* the commands that accept it */
+};
+
+static const struct ctl_opt ctl__opts[] = {
+	{ "nats", CTL_O_NATS, true, CTL_CMD_ALL },
+	{ "prefix", CTL_O_PREFIX, true, CTL_CMD_ALL },
+	{ "help", CTL_O_HELP, false, CTL_CMD_ALL },
+	{ "version", CTL_O_VERSION, false, CTL_CMD_ALL },
+	{ "profile", CTL_O_PROFILE, true, CTL_CMD_CHAT },
+	{ "fact", CTL_O_FACT, true, CTL_CMD_CHAT },
+	{ "session", CTL_O_SESSION, true, CTL_CMD_CHAT },
+	{ "user", CTL_O_USER, true, CTL_CMD_CHAT },
+	{ "system", CTL_O_SYSTEM, true, CTL_CMD_CHAT },
+	{ "timeout", CTL_O_TIMEOUT, true, CTL_CMD_CHAT },
+	{ "request-id", CTL_O_REQUEST_ID, true, CTL_CMD_CHAT },
+	{ "base-url", CTL_O_BASE_URL, true, CTL_CMD_SET },
+	{ "model", CTL_O_MODEL, true, CTL_CMD_SET },
+	{ "api-key", CTL_O_API_KEY, true, CTL_CMD_SET },
+	{ "provider", CTL_O_PROVIDER, true, CTL_CMD_SET },
+	{ "revision", CTL_O_REVISION, true, CTL_CMD_SET | CTL_CMD_CLEAR },
+};
+
+#define CTL_MAX_POS 8
+
+/* The parsed command line. Strings borrow from argv, except facts (an array
+ * this struct owns, of borrowed strings). */
+struct ctl_args {
+	const char *nats_url;
+	const char *prefix;
+	const char *profile;
+	const char **facts;
+	size_t nfacts;
+	const char *session;
+	const char *user;
+	const char *system;
+	double timeout_s;
+	const char *request_id;
+	const char *base_url;
+	const char *model;
+	const char *api_key;
+	const char *provider;
+	bool has_revision;
+	long long revision;
+	bool help;
+	bool version;
+	unsigned used; /* bit per enum ctl_opt_id seen */
+	const char *used_name[CTL_O_REVISION + 1];
+	const char *pos[CTL_MAX_POS];
+	size_t npos;
+};
+
+static const char ctl__usage[] =
+	"Usage: sundynixctl [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+	"\n"
+	"A command-line client of the sundynix wire contract v1 (docs/protocol.md).\n"
+	"\n"
+	"Commands:\n"
+	"  chat [OPTIONS] MESSAGE     Submit a chat request as a gateway would and print the\n"
+	"                             streamed reply (tokens on stdout, reasoning on stderr).\n"
+	"      --profile TEXT         memory.profile\n"
+	"      --fact TEXT            one memory.facts entry (repeatable)\n"
+	"      --session ID           session_id\n"
+	"      --user ID              user_id\n"
+	"      --system TEXT          a system message sent before MESSAGE\n"
+	"      --request-id ID        use ID instead of a generated \"ctl-<hex>\"\n"
+	"      --timeout SEC          give up after SEC seconds (default 120)\n"
+	"  config serve FILE          Answer <prefix>.config.model.get with the ModelConfig in\n"
+	"                             FILE and broadcast it once; runs until SIGINT/SIGTERM.\n"
+	"  config set --base-url URL --model NAME [--api-key KEY] [--provider P] [--revision N]\n"
+	"                             Broadcast a ModelConfig on <prefix>.config.model.updated\n"
+	"                             (provider defaults to \"openai\").\n"
+	"  config clear [--revision N]\n"
+	"                             Broadcast \"no model\" (null, or {\"revision\":N}).\n"
+	"  cancel REQUEST_ID          Ask the dispatcher owning REQUEST_ID to cancel it.\n"
+	"\n"
+	"Global options (accepted anywhere on the line; \"--\" ends options):\n"
+	"  --nats URL     NATS server(s), comma-separated (default $SUNDYNIX_NATS_URL,\n"
+	"                 then " CTL_DEFAULT_NATS ")\n"
+	"  --prefix P     subject prefix (default $SUNDYNIX_SUBJECT_PREFIX, then \"" CTL_DEFAULT_PREFIX "\")\n"
+	"  -h, --help     show this help\n"
+	"  --version      print the version\n"
+	"\n"
+	"Exit status: 0 success; 1 failure (error event, rejected request, timeout, NATS\n"
+	"unreachable); 2 usage error; 130 chat interrupted by Ctrl-C.\n";
+
+static void UTIL_PRINTF(1, 2) ctl__usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sundynixctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'sundynixctl --help'.\n", stderr);
+}
+
+/* Writes peer-supplied text to f with control bytes replaced, so an error
+ * message from the network cannot drive the terminal. */
+static void ctl__put_clean(FILE *f, const char *s)
+{
+	for (; *s; s++)
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+}
+
+static const struct ctl_opt *ctl__find_opt(const char *name, size_t len)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(ctl__opts); i++)
+		if (strlen(ctl__opts[i].name) == len && !strncmp(ctl__opts[i].name, name, len))
+			return &ctl__opts[i];
+	return NULL;
+}
+
+static int ctl__parse_ll(const char *s, long long min, long long *out)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < min)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char *val)
+{
+	a->used |= 1u << o->id;
+	a->used_name[o->id] = o->name;
+	switch (o->id) {
+	case CTL_O_NATS: a->nats_url = val; break;
+	case CTL_O_PREFIX: a->prefix = val; break;
+	case CTL_O_HELP: a->help = true; break;
+	case CTL_O_VERSION: a->version = true; break;
+	case CTL_O_PROFILE: a->profile = val; break;
+	case CTL_O_FACT:
+		a->facts = xrealloc(a->facts, (a->nfacts + 1) * sizeof(*a->facts));
+		a->facts[a->nfacts++] = val;
+		break;
+	case CTL_O_SESSION: a->session = val; break;
+	case CTL_O_USER: a->user = val; break;
+	case CTL_O_SYSTEM: a->system = val; break;
+	case CTL_O_TIMEOUT: {
+		char *end;
+		errno = 0;
+		a->timeout_s = strtod(val, &end);
+		if (errno || end == val || *end || !(a->timeout_s > 0 && a->timeout_s <= 86400)) {
+			ctl__usage_error("--timeout: expected seconds in (0, 86400], got '%s'", val);
+			return -1;
+		}
+		break;
+	}
+	case CTL_O_REQUEST_ID: a->request_id = val; break;
+	case CTL_O_BASE_URL: a->base_url = val; break;
+	case CTL_O_MODEL: a->model = val; break;
+	case CTL_O_API_KEY: a->api_key = val; break;
+	case CTL_O_PROVIDER: a->provider = val; break;
+	case CTL_O_REVISION:
+		if (ctl__parse_ll(val, 0, &a->revision)) {
+			ctl__usage_error("--revision: expected a non-negative integer, got '%s'", val);
+			return -1;
+		}
+		a->has_revision = true;
+		break;
+	}
+	return 0;
+}
+
+/* Options may come before or after the command; "--" ends them. */
+static int ctl__parse_args(int argc, char **argv, struct ctl_args *a)
+{
+	bool opts_done = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		if (opts_done || arg[0] != '-' || !strcmp(arg, "-")) {
+			if (a->npos == CTL_MAX_POS) {
+				ctl__usage_error("too many arguments");
+				return -1;
+			}
+			a->pos[a->npos++] = arg;
+			continue;
+		}
+		if (!strcmp(arg, "--")) {
+			opts_done = true;
+			continue;
+		}
+		if (!strcmp(arg, "-h")) {
+			a->help = true;
+			continue;
+		}
+		if (arg[1] != '-') {
+			ctl__usage_error("unknown option '%s'", arg);
+			return -1;
+		}
+		const char *name = arg + 2;
+		const char *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		const struct ctl_opt *o = ctl__find_opt(name, len);
+		if (!o) {
+			ctl__usage_error("unknown option '--%.*s'", (int)len, name);
+			return -1;
+		}
+		const char *val = NULL;
+		if (o->has_arg) {
+			if (eq) {
+				val = eq + 1;
+			} else if (i + 1 < argc) {
+				val = argv[++i];
+			} else {
+				ctl__usage_error("option '--%s' needs a value", o->name);
+				return -1;
+			}
+		} else if (eq) {
+			ctl__usage_error("option '--%s' takes no value", o->name);
+			return -1;
+		}
+		if (ctl__set_opt(a, o, val))
+			return -1;
+	}
+	return 0;
+}
+
+static const char *ctl__cmd_name(unsigned cmd)
+{
+	switch (cmd) {
+	case CTL_CMD_CHAT: return "chat";
+	case CTL_CMD_SERVE: return "config serve";
+	case CTL_CMD_SET: return "config set";
+	case CTL_CMD_CLEAR: return "config clear";
+	default: return "cancel";
+	}
+}
+
+/* Maps the positional words to a command, leaving its arguments in *args. */
+static int ctl__pick_command(const struct ctl_args *a, unsigned *cmd, const char *const **args, size_t *nargs)
+{
+	if (a->npos == 0) {
+		ctl__usage_error("missing command (chat, config, cancel)");
+		return -1;
+	}
+	const char *w = a->pos[0];
+	size_t skip = 1;
+	if (!strcmp(w, "chat")) {
+		*cmd = CTL_CMD_CHAT;
+	} else if (!strcmp(w, "cancel")) {
+		*cmd = CTL_CMD_CANCEL;
+	} else if (!strcmp(w, "config")) {
+		const char *sub = a->npos > 1 ? a->pos[1] : NULL;
+		skip = 2;
+		if (!sub) {
+			ctl__usage_error("config: missing action (serve, set, clear)");
+			return -1;
+		} else if (!strcmp(sub, "serve")) {
+			*cmd = CTL_CMD_SERVE;
+		} else if (!strcmp(sub, "set")) {
+			*cmd = CTL_CMD_SET;
+		} else if (!strcmp(sub, "clear")) {
+			*cmd = CTL_CMD_CLEAR;
+		} else {
+			ctl__usage_error("config: unknown action '%s' (serve, set, clear)", sub);
+			return -1;
+		}
+	} else {
+		ctl__usage_error("unknown command '%s' (chat, config, cancel)", w);
+		return -1;
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(ctl__opts); i++) {
+		const struct ctl_opt *o = &ctl__opts[i];
+		if ((a->used & (1u << o->id)) && !(o->cmds & *cmd)) {
+			ctl__usage_error("option '--%s' does not apply to '%s'", o->name, ctl__cmd_name(*cmd));
+			return -1;
+		}
+	}
+	*args = a->pos + skip;
+	*nargs = a->npos - skip;
+	return 0;
+}
+
+static natsConnection *ctl__connect(const struct ctl_args *a)
+{
+	natsOptions *opts = NULL;
+	natsConnection *nc = NULL;
+	natsStatus s;
+
+	s = natsOptions_Create(&opts);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(opts, a->nats_url);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(opts, "sundynixctl");
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(opts, CTL_CONNECT_TIMEOUT_MS);
+	/* A chat outlives a nats-server restart: the subscription comes back
+	 * after reconnect, and the deadline bounds the wait. */
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(opts, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(opts, 250);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&nc, opts);
+	natsOptions_Destroy(opts);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: cannot connect to NATS at %s: %s\n", a->nats_url, natsStatus_GetText(s));
+		return NULL;
+	}
+	return nc;
+}
+
+static int ctl__flush(natsConnection *nc)
+{
+	natsStatus s = natsConnection_FlushTimeout(nc, CTL_FLUSH_TIMEOUT_MS);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: NATS flush failed: %s\n", natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
+static int ctl__publish_json(natsConnection *nc, const char *subject, json_t *body)
+{
+	char *data = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	natsStatus s = natsConnection_PublishString(nc, subject, data);
+	free(data);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: publish on %s failed: %s\n", subject, natsStatus_GetText(s));
+		return -1;
+	}
+	return ctl__flush(nc);
+}
+
+/* Returns the signal if SIGINT or SIGTERM is pending, else 0. */
+static int ctl__pending_signal(void)
+{
+	sigset_t set;
+	struct timespec zero = { 0, 0 };
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	int sig = sigtimedwait(&set, NULL, &zero);
+	return sig > 0 ? sig : 0;
+}
+
+/* ---- chat ---- */
+
+struct ctl_chat {
+	const char *rid;
+	unsigned long long next_seq;
+	unsigned anomalies; /* seq gaps, duplicates, malformed events */
+	bool printed_tokens;
+	bool in_reasoning;
+	bool dim; /* stderr is a terminal */
+};
+
+static void ctl__gen_rid(char *out, size_t outlen)
+{
+	unsigned char r[8];
+
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		unsigned long long x = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32) ^ util_now_ms();
+		memcpy(r, &x, sizeof(r));
+	}
+	snprintf(out, outlen, "ctl-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+static json_t *ctl__chat_body(const struct ctl_args *a, const char *rid, const char *message)
+{
+	json_t *body = json_object();
+	json_t *msgs = json_array();
+
+	json_object_set_new(body, "request_id", json_string(rid));
+	if (a->session)
+		json_object_set_new(body, "session_id", json_string(a->session));
+	if (a->user)
+		json_object_set_new(body, "user_id", json_string(a->user));
+	if (a->system)
+		json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", a->system));
+	json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", message));
+	json_object_set_new(body, "messages", msgs);
+	if (a->profile || a->nfacts) {
+		json_t *mem = json_object();
+		if (a->profile)
+			json_object_set_new(mem, "profile", json_string(a->profile));
+		if (a->nfacts) {
+			json_t *facts = json_array();
+			for (size_t i = 0; i < a->nfacts; i++)
+				json_array_append_new(facts, json_string(a->facts[i]));
+			json_object_set_new(mem, "facts", facts);
+		}
+		json_object_set_new(body, "memory", mem);
+	}
+	return body;
+}
+
+static void ctl__end_reasoning(struct ctl_chat *c)
+{
+	if (!c->in_reasoning)
+		return;
+	fputs(c->dim ? "\033[0m\n" : "\n", stderr);
+	c->in_reasoning = false;
+}
+
+static void ctl__print_error(json_t *err)
+{
+	const char *code = json_string_value(json_object_get(err, "code"));
+	const char *msg = json_string_value(json_object_get(err, "message"));
+
+	fputs("error: ", stderr);
+	ctl__put_clean(stderr, code ? code : "(no code)");
+	fputs(": ", stderr);
+	ctl__put_clean(stderr, msg ? msg : "");
+	fputc('\n', stderr);
+}
+
+/* Returns -1 while the stream goes on, else the exit status. */
+static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
+{
+	json_error_t jerr;
+	json_t *ev = json_loadb(data, (size_t)len, 0, &jerr);
+	json_t *seqv = json_object_get(ev, "seq");
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	const char *rid = json_string_value(json_object_get(ev, "request_id"));
+	int rc = -1;
+
+	if (!json_is_object(ev) || !json_is_integer(seqv) || json_integer_value(seqv) < 0 || !type) {
+		fprintf(stderr, "sundynixctl: warning: ignoring a malformed event (%d bytes)\n", len);
+		c->anomalies++;
+		goto out;
+	}
+	if (!rid || strcmp(rid, c->rid)) {
+		fprintf(stderr, "sundynixctl: warning: ignoring an event for another request_id\n");
+		c->anomalies++;
+		goto out;
+	}
+	unsigned long long seq = (unsigned long long)json_integer_value(seqv);
+	if (seq < c->next_seq) {
+		fprintf(stderr, "sundynixctl: warning: duplicate or reordered event seq %llu (expected %llu), ignored\n",
+			seq, c->next_seq);
+		c->anomalies++;
+		goto out;
+	}
+	if (seq > c->next_seq) {
+		fprintf(stderr, "sundynixctl: warning: events lost: expected seq %llu, got %llu\n", c->next_seq, seq);
+		c->anomalies++;
+	}
+	c->next_seq = seq + 1;
+
+	if (!strcmp(type, "token") || !strcmp(type, "reasoning")) {
+		json_t *dv = json_object_get(ev, "delta");
+		const char *delta = json_string_value(dv);
+		if (!delta) {
+			fprintf(stderr, "sundynixctl: warning: %s event seq %llu has no delta\n", type, seq);
+			c->anomalies++;
+			goto out;
+		}
+		if (type[0] == 't') {
+			ctl__end_reasoning(c);
+			fwrite(delta, 1, json_string_length(dv), stdout);
+			fflush(stdout);
+			c->printed_tokens = true;
+		} else {
+			if (!c->in_reasoning)
+				fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
+			c->in_reasoning = true;
+			fwrite(delta, 1, json_string_length(dv), stderr);
+			fflush(stderr);
+		}
+	} else if (!strcmp(type, "done")) {
+		const char *finish = json_string_value(json_object_get(ev, "finish_reason"));
+		const char *model = json_string_value(json_object_get(ev, "model"));
+		json_t *usage = json_object_get(ev, "usage");
+
+		ctl__end_reasoning(c);
+		fputc('\n', stdout);
+		fflush(stdout);
+		fputs("[done: finish=", stderr);
+		ctl__put_clean(stderr, finish ? finish : "?");
+		fputs(" model=", stderr);
+		ctl__put_clean(stderr, model ? model : "?");
+		if (json_is_object(usage))
+			fprintf(stderr, " prompt=%lld completion=%lld total=%lld",
+				(long long)json_integer_value(json_object_get(usage, "prompt_tokens")),
+				(long long)json_integer_value(json_object_get(usage, "completion_tokens")),
+				(long long)json_integer_value(json_object_get(usage, "total_tokens")));
+		fputs("]\n", stderr);
+		rc = CTL_EXIT_OK;
+	} else if (!strcmp(type, "error")) {
+		ctl__end_reasoning(c);
+		if (c->printed_tokens) {
+			fputc('\n', stdout);
+			fflush(stdout);
+		}
+		ctl__print_error(json_object_get(ev, "error"));
+		rc = CTL_EXIT_FAIL;
+	} else {
+		/* Unknown event types are skipped: the contract may grow. */
+	}
+out:
+	json_decref(ev);
+	return rc;
+}
+
+/* Submits with a reply subject and checks the ack. Returns 0 when accepted. */
+static int ctl__chat_submit(natsConnection *nc, const char *subject, json_t *body, const char *rid,
+			    long long timeout_ms)
+{
+	char *data = json_dumps(body, JSON_COMPACT);
+	natsMsg *reply = NULL;
+	int rc = -1;
+
+	natsStatus s = natsConnection_RequestString(&reply, nc, subject, data, timeout_ms);
+	free(data);
+	if (s == NATS_NO_RESPONDERS) {
+		fprintf(stderr, "sundynixctl: no dispatcher is listening on %s\n", subject);
+		return -1;
+	}
+	if (s == NATS_TIMEOUT) {
+		fprintf(stderr, "sundynixctl: no acknowledgement from a dispatcher within %lld ms (request_id %s)\n",
+			timeout_ms, rid);
+		return -1;
+	}
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: submit failed: %s\n", natsStatus_GetText(s));
+		return -1;
+	}
+	json_t *ack = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+	json_t *accepted = json_object_get(ack, "accepted");
+	if (json_is_true(accepted)) {
+		rc = 0;
+	} else if (json_is_false(accepted)) {
+		ctl__print_error(json_object_get(ack, "error"));
+	} else {
+		fprintf(stderr, "sundynixctl: malformed acknowledgement from the dispatcher\n");
+	}
+	json_decref(ack);
+	natsMsg_Destroy(reply);
+	return rc;
+}
+
+static void ctl__send_cancel(natsConnection *nc, const char *prefix, const char *rid)
+{
+	char *subject = xasprintf("%s.chat.cancel", prefix);
+	json_t *body = json_pack("{s:s}", "request_id", rid);
+
+	(void)ctl__publish_json(nc, subject, body);
+	json_decref(body);
+	free(subject);
+}
+
+static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_chat *c, const struct ctl_args *a,
+			  unsigned long long deadline)
+{
+	unsigned long long cancel_deadline = 0;
+
+	for (;;) {
+		int sig = ctl__pending_signal();
+		if (sig && cancel_deadline) {
+			fprintf(stderr, "\nsundynixctl: interrupted again, not waiting\n");
+			return CTL_EXIT_INTERRUPTED;
+		}
+		if (sig) {
+			ctl__end_reasoning(c);
+			fprintf(stderr, "\nsundynixctl: interrupted, cancelling %s\n", c->rid);
+			ctl__send_cancel(nc, a->prefix, c->rid);
+			cancel_deadline = util_now_ms() + CTL_CANCEL_WAIT_MS;
+		}
+		unsigned long long now = util_now_ms();
+		if (cancel_deadline && now >= cancel_deadline) {
+			fprintf(stderr, "sundynixctl: no terminal event %d ms after the cancel\n", CTL_CANCEL_WAIT_MS);
+			return CTL_EXIT_INTERRUPTED;
+		}
+		if (!cancel_deadline && now >= deadline) {
+			ctl__end_reasoning(c);
+			if (c->printed_tokens)
+				fputc('\n', stdout);
+			fprintf(stderr, "sundynixctl: timed out after %g s waiting for the stream of %s; cancelling it\n",
+				a->timeout_s, c->rid);
+			ctl__send_cancel(nc, a->prefix, c->rid);
+			return CTL_EXIT_FAIL;
+		}
+
+		natsMsg *msg = NULL;
+		natsStatus s = natsSubscription_NextMsg(&msg, sub, CTL_POLL_MS);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			fprintf(stderr, "sundynixctl: stream subscription failed: %s\n", natsStatus_GetText(s));
+			return CTL_EXIT_FAIL;
+		}
+		int rc = ctl__chat_event(c, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+		natsMsg_Destroy(msg);
+		if (rc < 0)
+			continue;
+		if (cancel_deadline && rc == CTL_EXIT_FAIL)
+			return CTL_EXIT_INTERRUPTED;
+		if (rc == CTL_EXIT_OK && c->anomalies) {
+			fprintf(stderr, "sundynixctl: the stream had %u sequence anomalies\n", c->anomalies);
+			return CTL_EXIT_FAIL;
+		}
+		return rc;
+	}
+}
+
+static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const char *message)
+{
+	char gen[32];
+	struct ctl_chat c = { 0 };
+	unsigned long long start = util_now_ms();
+	unsigned long long deadline = start + (unsigned long long)(a->timeout_s * 1000.0);
+	natsSubscription *sub = NULL;
+	int rc = CTL_EXIT_FAIL;
+
+	if (a->request_id) {
+		c.rid = a->request_id;
+	} else {
+		ctl__gen_rid(gen, sizeof(gen));
+		c.rid = gen;
+	}
+	c.dim = isatty(STDERR_FILENO);
+
+	char *stream_subj = xasprintf("%s.chat.stream.%s", a->prefix, c.rid);
+	char *submit_subj = xasprintf("%s.chat.submit", a->prefix);
+	json_t *body = ctl__chat_body(a, c.rid, message);
+
+	/* Subscribe (and make sure the server has the interest) before
+	 * submitting: the first event may follow the ack immediately. */
+	natsStatus s = natsConnection_SubscribeSync(&sub, nc, stream_subj);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: subscribe to %s failed: %s\n", stream_subj, natsStatus_GetText(s));
+		goto out;
+	}
+	if (ctl__flush(nc))
+		goto out;
+	long long ack_ms = (long long)(a->timeout_s * 1000.0);
+	if (ack_ms > CTL_ACK_TIMEOUT_MS)
+		ack_ms = CTL_ACK_TIMEOUT_MS;
+	if (ack_ms < 1)
+		ack_ms = 1;
+	if (ctl__chat_submit(nc, submit_subj, body, c.rid, ack_ms))
+		goto out;
+	rc = ctl__chat_loop(nc, sub, &c, a, deadline);
+out:
+	natsSubscription_Destroy(sub);
+	json_decref(body);
+	free(submit_subj);
+	free(stream_subj);
+	return rc;
+}
+
+/* ---- config ---- */
+
+/* Checks the types of the ModelConfig fields we know; others pass through. */
+static int ctl__check_modelcfg(json_t *cfg, const char *path)
+{
+	static const char *const strs[] = { "provider", "base_url", "api_key", "model" };
+	const char *key;
+	json_t *v;
+
+	if (json_is_null(cfg))
+		return 0;
+	if (!json_is_object(cfg)) {
+		fprintf(stderr, "sundynixctl: %s: a ModelConfig must be a JSON object or null\n", path);
+		return -1;
+	}
+	json_object_foreach(cfg, key, v) {
+		for (size_t i = 0; i < UTIL_ARRAY_LEN(strs); i++) {
+			if (!strcmp(key, strs[i]) && !json_is_string(v) && !json_is_null(v)) {
+				fprintf(stderr, "sundynixctl: %s: \"%s\" must be a string\n", path, key);
+				return -1;
+			}
+		}
+		if (!strcmp(key, "revision") && !json_is_null(v) &&
+		    !(json_is_integer(v) && json_integer_value(v) >= 0)) {
+			fprintf(stderr, "sundynixctl: %s: \"revision\" must be a non-negative integer\n", path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* One line describing cfg for the operator; never mentions the api key. */
+static void ctl__describe_modelcfg(FILE *f, json_t *cfg)
+{
+	const char *model = json_string_value(json_object_get(cfg, "model"));
+	const char *url = json_string_value(json_object_get(cfg, "base_url"));
+	json_t *rev = json_object_get(cfg, "revision");
+	char clean[1024];
+
+	if (!model || !*model || !url || !*url) {
+		fputs("no model (stub)", f);
+	} else {
+		util_url_strip_userinfo(url, clean, sizeof(clean));
+		fputs("model=", f);
+		ctl__put_clean(f, model);
+		fputs(" base_url=", f);
+		ctl__put_clean(f, clean);
+	}
+	if (json_is_integer(rev))
+		fprintf(f, " revision=%lld", (long long)json_integer_value(rev));
+	else
+		fputs(" revision=none", f);
+}
+
+struct ctl_serve {
+	char *body;
+	size_t len;
+};
+
+static void ctl__serve_cb(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct ctl_serve *sv = closure;
+	const char *reply = natsMsg_GetReply(msg);
+
+	(void)sub;
+	if (reply && *reply) {
+		natsStatus s = natsConnection_Publish(nc, reply, sv->body, (int)sv->len);
+		if (s == NATS_OK)
+			s = natsConnection_Flush(nc);
+		if (s == NATS_OK)
+			fputs("sundynixctl: answered a config request\n", stderr);
+		else
+			fprintf(stderr, "sundynixctl: answering a config request failed: %s\n", natsStatus_GetText(s));
+	}
+	natsMsg_Destroy(msg);
+}
+
+static int ctl__cmd_serve(natsConnection *nc, const struct ctl_args *a, const char *path, json_t *cfg)
+{
+	struct ctl_serve sv;
+	natsSubscription *sub = NULL;
+	char *get_subj = xasprintf("%s.config.model.get", a->prefix);
+	char *upd_subj = xasprintf("%s.config.model.updated", a->prefix);
+	int rc = CTL_EXIT_FAIL;
+
+	sv.body = json_dumps(cfg, JSON_COMPACT | JSON_ENCODE_ANY);
+	sv.len = strlen(sv.body);
+	natsStatus s = natsConnection_Subscribe(&sub, nc, get_subj, ctl__serve_cb, &sv);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: subscribe to %s failed: %s\n", get_subj, natsStatus_GetText(s));
+		goto out;
+	}
+	if (ctl__publish_json(nc, upd_subj, cfg))
+		goto out;
+	fprintf(stderr, "sundynixctl: serving %s on %s (", path, get_subj);
+	ctl__describe_modelcfg(stderr, cfg);
+	fprintf(stderr, "); broadcast once on %s; Ctrl-C to stop\n", upd_subj);
+
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigwait(&set, &sig) == 0)
+		rc = CTL_EXIT_OK;
+out:
+	/* Unsubscribing first waits out a callback that may still use sv. */
+	if (sub)
+		natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	free(sv.body);
+	free(upd_subj);
+	free(get_subj);
+	return rc;
+}
+
+static int ctl__cmd_broadcast(natsConnection *nc, const struct ctl_args *a, json_t *cfg)
+{
+	char *subject = xasprintf("%s.config.model.updated", a->prefix);
+	int rc = ctl__publish_json(nc, subject, cfg) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+
+	if (rc == CTL_EXIT_OK) {
+		fprintf(stdout, "broadcast on %s: ", subject);
+		ctl__describe_modelcfg(stdout, cfg);
+		fputc('\n', stdout);
+	}
+	free(subject);
+	return rc;
+}
+
+/* Builds the body a config command sends (serve reads it from a file). */
+static json_t *ctl__config_body(unsigned cmd, const struct ctl_args *a)
+{
+	if (cmd == CTL_CMD_CLEAR)
+		return a->has_revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision) : json_null();
+	json_t *cfg = json_object();
+	json_object_set_new(cfg, "provider", json_string(a->provider ? a->provider : "openai"));
+	json_object_set_new(cfg, "base_url", json_string(a->base_url));
+	json_object_set_new(cfg, "api_key", json_string(a->api_key ? a->api_key : ""));
+	json_object_set_new(cfg, "model", json_string(a->model));
+	if (a->has_revision)
+		json_object_set_new(cfg, "revision", json_integer((json_int_t)a->revision));
+	return cfg;
+}
+
+/* ---- main ---- */
+
+/* Checks the arguments of cmd before anything touches the network. */
+static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const char *const *args, size_t nargs)
+{
+	switch (cmd) {
+	case CTL_CMD_CHAT:
+		if (nargs != 1) {
+			ctl__usage_error("chat: expected one MESSAGE argument (quote it), got %zu", nargs);
+			return -1;
+		}
+		if (a->request_id && !contract_valid_request_id(a->request_id, strlen(a->request_id))) {
+			ctl__usage_error("--request-id: must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
+			return -1;
+		}
+		return 0;
+	case CTL_CMD_CANCEL:
+		if (nargs != 1) {
+			ctl__usage_error("cancel: expected one REQUEST_ID argument");
+			return -1;
+		}
+		if (!contract_valid_request_id(args[0], strlen(args[0]))) {
+			ctl__usage_error("cancel: REQUEST_ID must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
+			return -1;
+		}
+		return 0;
+	case CTL_CMD_SERVE:
+		if (nargs != 1) {
+			ctl__usage_error("config serve: expected one FILE argument");
+			return -1;
+		}
+		return 0;
+	case CTL_CMD_SET:
+		if (nargs) {
+			ctl__usage_error("config set: unexpected argument '%s'", args[0]);
+			return -1;
+		}
+		if (!a->base_url || !*a->base_url || !a->model || !*a->model) {
+			ctl__usage_error("config set: --base-url and --model are required and non-empty");
+			return -1;
+		}
+		return 0;
+	case CTL_CMD_CLEAR:
+		if (nargs) {
+			ctl__usage_error("config clear: unexpected argument '%s'", args[0]);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int ctl__run(int argc, char **argv)
+{
+	struct ctl_args a = { .timeout_s = 120.0 };
+	const char *const *args = NULL;
+	size_t nargs = 0;
+	unsigned cmd = 0;
+	json_t *cfg = NULL;
+	natsConnection *nc = NULL;
+	int rc = CTL_EXIT_USAGE;
+
+	if (ctl__parse_args(argc, argv, &a))
+		goto out;
+	if (a.help) {
+		fputs(ctl__usage, stdout);
+		rc = CTL_EXIT_OK;
+		goto out;
+	}
+	if (a.version) {
+		printf("sundynixctl %s (wire contract v1)\n", SUNDYNIX_VERSION);
+		rc = CTL_EXIT_OK;
+		goto out;
+	}
+	if (ctl__pick_command(&a, &cmd, &args, &nargs) || ctl__check_cmd_args(cmd, &a, args, nargs))
+		goto out;
+	if (!a.nats_url)
+		a.nats_url = getenv("SUNDYNIX_NATS_URL");
+	if (!a.nats_url || !*a.nats_url)
+		a.nats_url = CTL_DEFAULT_NATS;
+	if (!a.prefix)
+		a.prefix = getenv("SUNDYNIX_SUBJECT_PREFIX");
+	if (!a.prefix || !*a.prefix)
+		a.prefix = CTL_DEFAULT_PREFIX;
+
+	if (cmd == CTL_CMD_SERVE) {
+		json_error_t jerr;
+		cfg = json_load_file(args[0], JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+		if (!cfg) {
+			if (jerr.line > 0)
+				fprintf(stderr, "sundynixctl: %s:%d:%d: %s\n", args[0], jerr.line, jerr.column, jerr.text);
+			else
+				fprintf(stderr, "sundynixctl: %s\n", jerr.text);
+			goto out;
+		}
+		if (ctl__check_modelcfg(cfg, args[0]))
+			goto out;
+	} else if (cmd == CTL_CMD_SET || cmd == CTL_CMD_CLEAR) {
+		cfg = ctl__config_body(cmd, &a);
+	}
+
+	/* Blocked before connecting so nats.c's threads inherit the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	rc = CTL_EXIT_FAIL;
+	nc = ctl__connect(&a);
+	if (!nc)
+		goto out;
+	switch (cmd) {
+	case CTL_CMD_CHAT: rc = ctl__cmd_chat(nc, &a, args[0]); break;
+	case CTL_CMD_SERVE: rc = ctl__cmd_serve(nc, &a, args[0], cfg); break;
+	case CTL_CMD_SET:
+	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &a, cfg); break;
+	case CTL_CMD_CANCEL: {
+		char *subject = xasprintf("%s.chat.cancel", a.prefix);
+		json_t *body = json_pack("{s:s}", "request_id", args[0]);
+		rc = ctl__publish_json(nc, subject, body) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+		json_decref(body);
+		free(subject);
+		break;
+	}
+	}
+out:
+	if (nc) {
+		natsConnection_Close(nc);
+		natsConnection_Destroy(nc);
+	}
+	json_decref(cfg);
+	free(a.facts);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = ctl__run(argc, argv);
+
+	/* Lets nats.c's threads finish so the sanitizers see a clean exit. */
+	nats_CloseAndWait(2000);
+	return rc;
+}
