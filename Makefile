@@ -27,7 +27,7 @@ override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
 PURE_MODS   := util log config contract modelcfg prompt sse openai
-DAEMON_MODS := pool bus http upstream stub request main
+DAEMON_MODS := pool bus http upstream probe stub request main
 CTL_MODS    := sundynixctl
 
 PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
@@ -97,6 +97,18 @@ test: deps
 demo: deps
 	$(MAKE) all $(MOCK)
 	BUILD=$(BUILD) ./scripts/demo.sh
+
+# libFuzzer targets (clang); run each for FUZZ_SECONDS over a corpus under build/.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE \
+	-Wall -Wextra -Werror -Iinclude $(shell pkg-config --cflags jansson)
+build/fuzz_%: tests/fuzz/fuzz_%.c src/%.c src/util.c $(wildcard include/*.h)
+	mkdir -p build
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_$*.c src/$*.c src/util.c -o $@ $(shell pkg-config --libs jansson)
+
+fuzz: build/fuzz_sse build/fuzz_openai
+	for t in sse openai; do mkdir -p build/fuzz-corpus/$$t; \
+		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
 
 check-config: $(DAEMON)
 	$(DAEMON) --check-config -c config/dispatcher.json

@@ -20,6 +20,7 @@ enum bus_event {
 	BUS_CANCEL,         /* msg: a cancel broadcast */
 	BUS_CONFIG_UPDATE,  /* msg: a model config broadcast */
 	BUS_CONFIG_REPLY,   /* msg: an answer to bus_config_request (may be no-responders) */
+	BUS_PROBE,          /* msg: a probe request (queue group) to answer on its reply subject */
 	BUS_READY,          /* connected and every subscription confirmed by the server */
 	BUS_DISCONNECTED,
 	BUS_RECONNECTED,
@@ -37,12 +38,13 @@ struct bus_subjects {
 	char *stream_prefix;  /* <prefix>.chat.stream. */
 	char *config_get;     /* <prefix>.config.model.get */
 	char *config_updated; /* <prefix>.config.model.updated */
+	char *probe;          /* <prefix>.dispatcher.probe */
 };
 
 /* Connects (the first attempt blocks for at most nats.connect_timeout_ms,
  * before the loop serves anything; later attempts run in the background and
  * never stop) and subscribes: config updates first, then cancel, the reply
- * inbox and the submit queue group. Returns NULL with a message in err when
+ * inbox, the probe and the submit queue groups. Returns NULL with a message in err when
  * the options are unusable or the server refused us (e.g. authorization). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
 const struct bus_subjects *bus_subjects(const struct bus *b);

@@ -51,6 +51,8 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 /* Ends an attempt. retry_after_ms (from a 429/503 Retry-After, else 0) keeps
  * the endpoint out of rotation at least that long. */
 void pool_release(struct pool *p, struct pool_ep *ep, enum pool_outcome o, uint64_t retry_after_ms, uint64_t now);
+/* A health observation outside any request (the active probe). */
+void pool_observe(struct pool *p, struct pool_ep *ep, enum pool_outcome o, uint64_t now);
 /* Forgets the health of base_urls that the active config no longer names
  * and that no request holds. */
 void pool_prune(struct pool *p, const struct modelcfg *active);

@@ -30,7 +30,7 @@ struct bus_sub {
 	natsSubscription *sub;
 };
 
-enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
+enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
 
 struct bus {
 	uv_loop_t *loop;
@@ -305,6 +305,7 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	b->subj.stream_prefix = xasprintf("%s.chat.stream.", p);
 	b->subj.config_get = xasprintf("%s.config.model.get", p);
 	b->subj.config_updated = xasprintf("%s.config.model.updated", p);
+	b->subj.probe = xasprintf("%s.dispatcher.probe", p);
 	b->queue_group = xstrdup(cfg->queue_group);
 	uv_mutex_init(&b->lock);
 	uv_async_init(loop, &b->async, bus__drain);
@@ -331,6 +332,7 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_PROBE, b->subj.probe, b->queue_group, BUS_PROBE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, errlen) < 0)
 		goto fail;
 	return b;
@@ -426,6 +428,7 @@ void bus_close(struct bus *b)
 	free(b->subj.stream_prefix);
 	free(b->subj.config_get);
 	free(b->subj.config_updated);
+	free(b->subj.probe);
 	free(b->queue_group);
 	uv_close((uv_handle_t *)&b->async, bus__free_cb);
 }

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "modelcfg.h"
 #include "pool.h"
+#include "probe.h"
 #include "request.h"
 
 #define MAIN_CONFIG_DEFAULT "/etc/sundynix/dispatcher.json"
@@ -50,6 +51,7 @@ static struct dispatcher {
 	uv_timer_t grace_timer;
 	uv_timer_t watchdog_timer;
 	uv_timer_t status_timer;
+	uv_timer_t probe_timer;
 	uv_idle_t shutdown_idle; /* runs the next shutdown step outside any callback chain */
 	uv_signal_t sig_term, sig_int, sig_hup;
 	char last_status[256];
@@ -163,6 +165,49 @@ static void main__on_config_timer(uv_timer_t *t)
 
 static void main__teardown(void);
 
+static void main__on_probe_answer(void *ud, const char *json, size_t len)
+{
+	char *reply = ud;
+
+	if (d.bus)
+		(void)!bus_publish(d.bus, reply, json, len);
+	free(reply);
+}
+
+/* A probe request: test the candidate config from where the traffic flows. */
+static void main__probe(natsMsg *msg)
+{
+	const char *reply = natsMsg_GetReply(msg);
+	char err[256];
+	struct modelcfg *m;
+
+	if (!reply || !*reply)
+		return;
+	m = modelcfg_parse(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), err, sizeof(err));
+	if (!m) {
+		struct buf b;
+		buf_init(&b);
+		buf_append_str(&b, "{\"ok\":false,\"error\":");
+		buf_append_json_str(&b, err, strlen(err));
+		buf_append_str(&b, ",\"endpoints\":[]}");
+		(void)!bus_publish(d.bus, reply, b.data, b.len);
+		buf_free(&b);
+		return;
+	}
+	log_info(NULL, "probe: testing %zu endpoints of model %s", m->nendpoints, m->model);
+	probe_config(d.http, m, d.cfg.pool_probe_timeout_ms, main__on_probe_answer, xstrdup(reply));
+	modelcfg_unref(m);
+}
+
+static void main__on_probe_timer(uv_timer_t *t)
+{
+	(void)t;
+	if (d.cfg.pool_probe_interval_ms > 0 && d.phase == PHASE_RUNNING)
+		probe_health(d.http, d.pool, d.models.active, d.cfg.pool_probe_timeout_ms);
+	if (d.cfg.pool_probe_interval_ms > 0)
+		uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
+}
+
 static void main__on_shutdown_idle(uv_idle_t *h)
 {
 	uv_idle_stop(h);
@@ -261,6 +306,9 @@ static void main__reload(void)
 		d.cfg = next;
 		log_set_level(d.cfg.log_level);
 		pool_set_eject_after(d.pool, (int)d.cfg.pool_eject_after);
+		uv_timer_stop(&d.probe_timer);
+		if (d.cfg.pool_probe_interval_ms > 0)
+			uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
 		requests_set_config(d.requests, &d.cfg);
 		log_info(NULL, "reload: configuration re-read from %s", d.config_path ? d.config_path : "(defaults)");
 	}
@@ -298,6 +346,10 @@ static void main__on_bus(void *ud, enum bus_event ev, natsMsg *msg)
 		break;
 	case BUS_CONFIG_UPDATE:
 		main__apply_model(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "broadcast");
+		break;
+	case BUS_PROBE:
+		if (d.phase == PHASE_RUNNING)
+			main__probe(msg);
 		break;
 	case BUS_CONFIG_REPLY:
 		if (natsMsg_IsNoResponders(msg)) {
@@ -352,12 +404,14 @@ static void main__teardown(void)
 	uv_close((uv_handle_t *)&d.grace_timer, main__close_cb);
 	uv_close((uv_handle_t *)&d.watchdog_timer, main__close_cb);
 	uv_close((uv_handle_t *)&d.status_timer, main__close_cb);
+	uv_close((uv_handle_t *)&d.probe_timer, main__close_cb);
 	uv_close((uv_handle_t *)&d.shutdown_idle, main__close_cb);
 	uv_close((uv_handle_t *)&d.sig_term, main__close_cb);
 	uv_close((uv_handle_t *)&d.sig_int, main__close_cb);
 	uv_close((uv_handle_t *)&d.sig_hup, main__close_cb);
 	requests_free(d.requests);
 	d.requests = NULL;
+	probe_cancel_all();
 	http_free(d.http);
 	d.http = NULL;
 	bus_close(d.bus);
@@ -454,6 +508,7 @@ int main(int argc, char **argv)
 	uv_timer_init(d.loop, &d.grace_timer);
 	uv_timer_init(d.loop, &d.watchdog_timer);
 	uv_timer_init(d.loop, &d.status_timer);
+	uv_timer_init(d.loop, &d.probe_timer);
 	uv_idle_init(d.loop, &d.shutdown_idle);
 	uv_signal_init(d.loop, &d.sig_term);
 	uv_signal_init(d.loop, &d.sig_int);
@@ -475,6 +530,8 @@ int main(int argc, char **argv)
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&d.watchdog_timer, main__on_watchdog, wd_usec / 2000, wd_usec / 2000);
 	uv_timer_start(&d.status_timer, main__on_status_timer, 2000, 2000);
+	if (d.cfg.pool_probe_interval_ms > 0)
+		uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
 
 out:
 	uv_run(d.loop, UV_RUN_DEFAULT);

@@ -146,15 +146,8 @@ static void pool__eject(struct pool *p, struct pool_ep *e, uint64_t now)
 	(void)p;
 }
 
-void pool_release(struct pool *p, struct pool_ep *e, enum pool_outcome o, uint64_t retry_after_ms, uint64_t now)
+static void pool__outcome(struct pool *p, struct pool_ep *e, enum pool_outcome o, bool trial, uint64_t now)
 {
-	bool trial = e->trial && e->trial_busy;
-
-	e->outstanding--;
-	if (trial) {
-		e->trial_busy = false;
-		e->trial = false;
-	}
 	switch (o) {
 	case POOL_SUCCESS:
 		if (e->ejected_until)
@@ -172,6 +165,29 @@ void pool_release(struct pool *p, struct pool_ep *e, enum pool_outcome o, uint64
 	case POOL_NEUTRAL:
 		break;
 	}
+}
+
+void pool_observe(struct pool *p, struct pool_ep *e, enum pool_outcome o, uint64_t now)
+{
+	/* A failed probe counts like a failed request; a good one only clears
+	 * the failure streak, the ejection ends with a real trial. */
+	if (o == POOL_SUCCESS) {
+		e->consecutive_failures = 0;
+		return;
+	}
+	pool__outcome(p, e, o, false, now);
+}
+
+void pool_release(struct pool *p, struct pool_ep *e, enum pool_outcome o, uint64_t retry_after_ms, uint64_t now)
+{
+	bool trial = e->trial && e->trial_busy;
+
+	e->outstanding--;
+	if (trial) {
+		e->trial_busy = false;
+		e->trial = false;
+	}
+	pool__outcome(p, e, o, trial, now);
 	if (retry_after_ms && now + retry_after_ms > e->ejected_until) {
 		/* The backend said when to come back; believe it. */
 		e->ejected_until = now + retry_after_ms;

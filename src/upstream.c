@@ -220,7 +220,7 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	}
 	int rc = sse_feed(&u->sse, ptr, n, upstream__on_event, u);
 	if (rc == SSE_ERR_LINE_TOO_LONG) {
-		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line longer than %zu bytes", u->sse.max_line);
+		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes", u->sse.max_line);
 		return 0;
 	}
 	if (u->fail_code)
@@ -302,7 +302,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 	} else {
 		/* A clean end of body: the last event may lack its blank line. */
 		if (u->sse_body && sse_finish(&u->sse, upstream__on_event, u) == SSE_ERR_LINE_TOO_LONG)
-			upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line longer than %zu bytes",
+			upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes",
 				       u->sse.max_line);
 		if (u->state == UP_ENDED)
 			; /* [DONE] was in the tail */

@@ -1,0 +1,28 @@
+/* probe: one-shot checks of replicas. The probe subject asks "would this
+ * ModelConfig work from here?": every endpoint gets a one-token,
+ * non-streaming chat request and the answer lists ok / latency / error per
+ * endpoint. The optional active probe sends GET {base_url}/models to every
+ * replica of the active model and reports the outcome to the pool's health.
+ * Knows nothing of NATS; the caller publishes the answer. */
+#ifndef SUNDYNIX_PROBE_H
+#define SUNDYNIX_PROBE_H
+
+#include <stddef.h>
+
+struct http;
+struct modelcfg;
+struct pool;
+
+/* Called once with the answer JSON (valid only during the call). */
+typedef void (*probe_done_cb)(void *ud, const char *json, size_t len);
+
+/* Probes every endpoint of cfg (takes its own reference). A config that is
+ * not ready is answered at once with an error. */
+void probe_config(struct http *h, struct modelcfg *cfg, long long timeout_ms, probe_done_cb done, void *ud);
+/* The active probe: GET {base_url}/models on every endpoint of cfg; each
+ * result goes to the pool as a success or a failure. */
+void probe_health(struct http *h, struct pool *pool, struct modelcfg *cfg, long long timeout_ms);
+/* Cancels every probe in flight without calling their callbacks (shutdown). */
+void probe_cancel_all(void);
+
+#endif
