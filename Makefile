@@ -39,7 +39,7 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tests/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract modelcfg prompt config util
+UNIT_TESTS := sse openai contract modelcfg prompt config util pool
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_contract := util contract
@@ -47,6 +47,7 @@ unit_objs_modelcfg := util modelcfg
 unit_objs_prompt   := util prompt
 unit_objs_config   := util log config
 unit_objs_util     := util log
+unit_objs_pool     := util log modelcfg pool
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program using tests/integration/harness.c

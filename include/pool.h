@@ -1,5 +1,6 @@
 /* pool: the replicas behind the active model. Picks an endpoint per attempt
- * by weighted least-outstanding-requests (ties round-robin) and keeps passive
+ * by weighted least-outstanding-requests (smooth weighted round-robin over
+ * weight / (outstanding + 1), ties round-robin) and keeps passive
  * health per endpoint: consecutive failures eject an endpoint for a cooldown
  * that doubles (1 s .. 60 s), after which one trial request (half-open)
  * decides. Health is keyed by base_url and survives model config updates.
@@ -22,6 +23,7 @@ struct pool_ep {
 	struct pool_ep *next;
 	char *base_url;
 	int outstanding;          /* attempts in progress */
+	long current;             /* smooth weighted round-robin state */
 	int consecutive_failures;
 	int ejections;            /* in a row; sets the cooldown */
 	uint64_t ejected_until;   /* loop ms; 0 when in rotation */

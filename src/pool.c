@@ -1,9 +1,13 @@
 /* pool: see include/pool.h.
  *
- * The policy, as Envoy's and HAProxy's least-request balancers do it: among
- * the endpoints in rotation, take the one with the lowest
- * (outstanding + 1) / weight; equal scores go round-robin by starting the
- * scan one further each pick. An endpoint is out of rotation while ejected;
+ * The policy is weighted least-outstanding-requests, as Envoy's least-request
+ * balancer does it with unequal weights: each endpoint in rotation gets the
+ * effective weight weight / (outstanding + 1), and picks follow smooth
+ * weighted round-robin (nginx's algorithm) over those effective weights. With
+ * nothing in flight the split is exactly the configured weights (3:1 gives
+ * A A B A ...); under load an endpoint with more requests in flight gets
+ * proportionally fewer new ones. Equal scores go to the first in a scan that
+ * starts one further each pick, so ties are round-robin. An endpoint is out of rotation while ejected;
  * when its cooldown ends it gets exactly one trial request, and that trial's
  * outcome puts it back (success) or ejects it again for twice as long. If
  * every endpoint is out, the least recently ejected one is used anyway:
@@ -82,6 +86,7 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 {
 	size_t n = cfg->nendpoints;
 	int best = -1, fallback = -1;
+	long total = 0;
 	struct pool_ep *best_ep = NULL, *fallback_ep = NULL;
 
 	if (n == 0)
@@ -104,13 +109,16 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 			}
 			continue;
 		}
-		/* (e.out + 1) / w < (b.out + 1) / bw, without division. */
-		if (!best_ep || (long)(e->outstanding + 1) * cfg->endpoints[best].weight <
-					(long)(best_ep->outstanding + 1) * ce->weight) {
+		long eff = (long)ce->weight * 1000 / (e->outstanding + 1);
+		e->current += eff;
+		total += eff;
+		if (!best_ep || e->current > best_ep->current) {
 			best = (int)i;
 			best_ep = e;
 		}
 	}
+	if (best_ep)
+		best_ep->current -= total;
 	if (!best_ep) {
 		if (!fallback_ep) {
 			/* Every endpoint was excluded as tried: start over. */
