@@ -36,7 +36,7 @@ struct bus {
 	uv_loop_t *loop;
 	natsConnection *nc;
 	natsOptions *opts;
-	natsInbox *inbox;
+	char *inbox; /* reply subject of the config request */
 	struct bus_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
@@ -324,10 +324,15 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 		snprintf(err, errlen, "nats: connect: %s", natsStatus_GetText(s));
 		goto fail;
 	}
-	if ((s = natsInbox_Create(&b->inbox)) != NATS_OK) {
+	/* Our own reply subject under the prefix, not _INBOX.>, so a NATS
+	 * account can grant the dispatcher exactly <prefix>.dispatcher.reply.> */
+	natsInbox *unique;
+	if ((s = natsInbox_Create(&unique)) != NATS_OK) {
 		bus__fail(err, errlen, "inbox", s);
 		goto fail;
 	}
+	b->inbox = xasprintf("%s.dispatcher.reply.%s", p, strrchr(unique, '.') + 1);
+	natsInbox_Destroy(unique);
 	/* Updates first: a broadcast racing the startup request is never missed. */
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
@@ -410,7 +415,7 @@ void bus_close(struct bus *b)
 			natsSubscription_Destroy(b->subs[i].sub);
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
-	natsInbox_Destroy(b->inbox);
+	free(b->inbox);
 	/* Wait for nats.c's threads so no callback can touch b after this. */
 	nats_CloseAndWait(2000);
 
