@@ -85,6 +85,12 @@ $(BUILD)/tests/integ_%: tests/integration/test_%.c tests/integration/harness.c t
 	$(CC) $(CFLAGS) -Itests/integration -o $@ $< tests/integration/harness.c $(BUILD)/obj/util.o \
 		$(LDFLAGS) $(PKG_LIBS) -lcmocka
 
+LOADGEN := $(BUILD)/bench/loadgen
+$(BUILD)/bench:
+	mkdir -p $@
+$(LOADGEN): bench/loadgen.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/bench
+	$(CC) $(CFLAGS) -o $@ bench/loadgen.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+
 deps:
 	./scripts/install-deps.sh
 
@@ -93,7 +99,11 @@ integration: all $(MOCK) $(INTEG_BINS)
 
 test: deps
 	$(MAKE) all $(UNIT_BINS) $(MOCK) $(INTEG_BINS)
-	BUILD=$(BUILD) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS)
+	BUILD=$(BUILD) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/test_systemd_unit.sh
+
+bench: deps
+	$(MAKE) all $(MOCK) $(LOADGEN)
+	BUILD=$(BUILD) ./bench/run.sh
 
 demo: deps
 	$(MAKE) all $(MOCK)

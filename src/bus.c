@@ -227,8 +227,6 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
 	if (s == NATS_OK)
-		s = natsOptions_UseGlobalMessageDelivery(o, true);
-	if (s == NATS_OK)
 		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
 					     natsLibuv_Detach);
 	if (s == NATS_OK)
@@ -416,8 +414,12 @@ void bus_close(struct bus *b)
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	free(b->inbox);
-	/* Wait for nats.c's threads so no callback can touch b after this. */
-	nats_CloseAndWait(2000);
+	/* Wait for nats.c's threads (one delivery thread per subscription, so
+	 * their close messages are consumed by threads that exist until here)
+	 * so no callback can touch b after this. */
+	natsStatus cs = nats_CloseAndWait(5000);
+	if (cs != NATS_OK)
+		log_warn(NULL, "nats: library did not shut down cleanly: %s", natsStatus_GetText(cs));
 
 	it = b->head;
 	b->head = b->tail = NULL;

@@ -1,0 +1,202 @@
+/* harness: what every integration test needs to run the real daemon against a
+ * real nats-server and the mock backend. Child processes (spawned by fork and
+ * exec, logs in a per-run temporary directory, stopped by pid), HTTP calls to
+ * the mock's control endpoints, and a blocking nats.c client that collects
+ * stream events. Every wait is bounded. Failures go through cmocka, which
+ * prints both values. Objects made inside a test are torn down by
+ * h_test_teardown even when an assertion fails half way. */
+#ifndef SUNDYNIX_TEST_HARNESS_H
+#define SUNDYNIX_TEST_HARNESS_H
+
+#include <jansson.h>
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "util.h"
+
+/* Per-program init: temporary directory, signal and atexit cleanup. Call
+ * first in main(). */
+void h_init(void);
+const char *h_tmpdir(void);
+/* $BUILD or "build". */
+const char *h_build(void);
+/* A unique subject prefix "t<pid>x<n>". Returns a static-lifetime string. */
+const char *h_prefix(void);
+/* Prints a line to stderr prefixed with the elapsed time, for test narration. */
+void h_log(const char *fmt, ...) UTIL_PRINTF(1, 2);
+void h_sleep_ms(int ms);
+
+/* cmocka fixtures: objects created between setup and teardown are destroyed by
+ * the teardown (in reverse order), whatever the test did. */
+int h_test_setup(void **state);
+int h_test_teardown(void **state);
+
+/* ---- processes ---- */
+struct h_proc {
+	pid_t pid;
+	char *name;
+	char *log_path;
+	int status; /* raw waitpid status once reaped */
+	bool reaped;
+};
+
+/* argv[0] is the program; stdout and stderr go to <tmpdir>/<name>.log
+ * (appended, so a restarted process keeps one log). */
+struct h_proc *h_spawn(const char *name, char *const argv[]);
+/* SIGTERM, waits up to timeout_ms, then SIGKILL. Returns the exit status,
+ * or 128 + signal when killed by a signal. Idempotent. */
+int h_proc_stop(struct h_proc *p, int timeout_ms);
+void h_proc_kill(struct h_proc *p); /* SIGKILL and reap */
+bool h_proc_alive(struct h_proc *p);
+void h_proc_free(struct h_proc *p);
+
+/* File helpers; the returned string is malloc'ed (NULL if unreadable). */
+char *h_read_file(const char *path, size_t *len);
+void h_write_file(const char *path, const char *data, size_t len);
+bool h_file_contains(const char *path, const char *needle);
+size_t h_file_count(const char *path, const char *needle);
+/* Waits until the file contains needle at least n times. */
+bool h_wait_file_count(const char *path, const char *needle, size_t n, int timeout_ms);
+bool h_wait_file(const char *path, const char *needle, int timeout_ms);
+bool h_wait_port(int port, int timeout_ms);
+/* A free loopback port (bind :0, getsockname, close; a small race accepted). */
+int h_free_port(void);
+
+/* ---- nats-server ---- */
+struct h_nats {
+	struct h_proc *proc;
+	int port;
+	char url[64];
+	char *conf_path; /* NULL without a config file */
+};
+/* conf: optional nats-server config text (may be NULL). */
+struct h_nats *h_nats_start(const char *conf);
+void h_nats_stop(struct h_nats *n);
+/* Stops and starts again on the same port. */
+void h_nats_restart(struct h_nats *n);
+
+/* ---- mock backend ---- */
+struct h_mock {
+	struct h_proc *proc;
+	int port;
+	char base_url[96]; /* http://127.0.0.1:PORT/v1 */
+	char *name;
+	char *port_file;
+};
+/* extra_args: NULL-terminated, may be NULL. */
+struct h_mock *h_mock_start(const char *name, const char *const *extra_args);
+void h_mock_stop(struct h_mock *m); /* asserts a clean exit (status 0, no sanitizer report) */
+void h_mock_kill(struct h_mock *m); /* SIGKILL, no checks */
+/* The control endpoints. Return the parsed answer (caller owns), failing the
+ * test on a transport error or a non-2xx status. */
+json_t *h_mock_get(struct h_mock *m, const char *path);
+json_t *h_mock_post(struct h_mock *m, const char *path, const char *body);
+/* POST /_mock/script or /_mock/next with a JSON text built by printf. */
+void h_mock_script(struct h_mock *m, const char *fmt, ...) UTIL_PRINTF(2, 3);
+void h_mock_next(struct h_mock *m, const char *fmt, ...) UTIL_PRINTF(2, 3);
+void h_mock_reset(struct h_mock *m);
+json_t *h_mock_requests(struct h_mock *m);
+long long h_mock_stat(struct h_mock *m, const char *key);
+/* Waits until stats[key] >= want. Returns the last value. */
+long long h_mock_wait_stat(struct h_mock *m, const char *key, long long want, int timeout_ms);
+
+/* ---- daemon ---- */
+struct h_daemon {
+	struct h_proc *proc;
+	char *cfg_path;
+	char *prefix;
+	char *log_path;
+	char *name;
+};
+/* Writes a config (config/dispatcher.json, then the test defaults: this
+ * nats, prefix, small stub timings and timeouts, then overrides merged in
+ * recursively; overrides is borrowed and may be NULL), starts
+ * `$BUILD/sundynix-dispatcher -c FILE -v` and waits for "dispatcher ready". */
+struct h_daemon *h_daemon_start(struct h_nats *n, const char *prefix, json_t *overrides);
+/* Same, overrides as JSON text (NULL for none). */
+struct h_daemon *h_daemon_startf(struct h_nats *n, const char *prefix, const char *overrides_json);
+/* SIGTERM; returns the exit status (or 128 + signal). Fails the test if the
+ * log holds a sanitizer report. */
+int h_daemon_stop(struct h_daemon *d);
+/* h_daemon_stop and assert exit status 0. */
+void h_daemon_stop_ok(struct h_daemon *d);
+bool h_daemon_wait_log(struct h_daemon *d, const char *needle, int timeout_ms);
+bool h_daemon_log_contains(struct h_daemon *d, const char *needle);
+size_t h_daemon_log_count(struct h_daemon *d, const char *needle);
+/* Prints the daemon's log to stderr (for failure diagnosis). */
+void h_daemon_dump_log(struct h_daemon *d);
+/* Checks a log for sanitizer reports; fails the test when one is present. */
+void h_assert_no_sanitizer_report(const char *log_path);
+
+/* ---- NATS client ---- */
+struct h_client {
+	natsConnection *nc;
+	char *prefix;
+};
+struct h_client *h_client_connect(struct h_nats *n, const char *prefix);
+void h_client_close(struct h_client *c);
+/* Submits body (a JSON text) and returns the ack (caller owns); fails the
+ * test on timeout. */
+json_t *h_submit_raw(struct h_client *c, const char *body, size_t len, int timeout_ms);
+json_t *h_submit(struct h_client *c, json_t *req, int timeout_ms); /* req borrowed */
+/* Submits a simple request {"request_id":rid,"messages":[{"role":"user","content":text}]}
+ * and asserts it is accepted. */
+void h_submit_simple(struct h_client *c, const char *rid, const char *text);
+void h_publish(struct h_client *c, const char *subject_suffix, const char *body);
+void h_publish_config(struct h_client *c, const char *body);
+/* Publishes an update pointing at the mock (model, revision; revision < 0
+ * omits it) and waits for the daemon to log it applied. */
+void h_use_mock(struct h_client *c, struct h_daemon *d, struct h_mock *m, const char *model,
+		const char *api_key, long long revision);
+void h_cancel(struct h_client *c, const char *rid);
+void h_flush(struct h_client *c);
+
+/* Answers <prefix>.config.model.get with body after delay_ms, and counts the
+ * requests it saw. */
+struct h_responder;
+struct h_responder *h_responder_start(struct h_client *c, const char *body, int delay_ms);
+int h_responder_count(struct h_responder *r);
+void h_responder_free(struct h_responder *r);
+
+/* Collects every event of <prefix>.chat.stream.<rid>, thread-safely. */
+struct h_stream;
+struct h_stream *h_stream_open(struct h_client *c, const char *rid);
+/* Waits for a done or error event; true when one came. */
+bool h_stream_wait_terminal(struct h_stream *s, int timeout_ms);
+/* Waits until at least n events arrived. */
+bool h_stream_wait_count(struct h_stream *s, size_t n, int timeout_ms);
+size_t h_stream_count(struct h_stream *s);
+/* A copy of the events so far (caller owns). */
+json_t *h_stream_events(struct h_stream *s);
+/* Waits for the terminal event, then a little more for strays, then asserts:
+ * request_id right on every event, seq 0..n-1 in order without gaps or
+ * duplicates, exactly one terminal event and it is the last. Returns the
+ * terminal event (owned by the stream). */
+json_t *h_stream_finish(struct h_stream *s, int timeout_ms);
+/* The concatenated deltas of type ("token" or "reasoning"); caller frees. */
+char *h_stream_text(struct h_stream *s, const char *type);
+/* After h_stream_finish: asserts the terminal is an error with code. */
+void h_stream_expect_error(struct h_stream *s, const char *code, int timeout_ms);
+void h_stream_close(struct h_stream *s);
+
+/* ---- assertions and helpers ---- */
+#define H_ASSERT_CONTAINS(hay, needle) h_assert_contains((hay), (needle), __FILE__, __LINE__)
+#define H_ASSERT_NOT_CONTAINS(hay, needle) h_assert_not_contains((hay), (needle), __FILE__, __LINE__)
+void h_assert_contains(const char *hay, const char *needle, const char *file, int line);
+void h_assert_not_contains(const char *hay, const char *needle, const char *file, int line);
+/* json_string_value of obj[key] ("" -> fails when absent) */
+const char *h_jstr(json_t *obj, const char *key);
+long long h_jint(json_t *obj, const char *key);
+/* Dotted path lookup: "error.code", "body.messages". */
+json_t *h_jpath(json_t *obj, const char *path);
+json_t *h_json_parse(const char *text); /* fails the test on bad JSON */
+/* The directory of the SSE corpus (../shared/sse-corpus or $SSE_CORPUS), or NULL. */
+const char *h_corpus_dir(void);
+
+/* A loopback listener that never completes a TCP handshake (backlog full),
+ * for connect timeouts. Returns the port; the fds are closed at teardown. */
+int h_blackhole_port(void);
+
+#endif

@@ -1,0 +1,270 @@
+/* Integration: request validation (a table of malformed submits), duplicate
+ * in-flight ids, and capacity (busy). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+static struct h_nats *nats;
+static struct h_mock *mock;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	nats = h_nats_start(NULL);
+	mock = h_mock_start("mock-req", NULL);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	h_mock_stop(mock);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	h_test_setup(state);
+	h_mock_reset(mock);
+	return 0;
+}
+
+#define OKMSG "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+struct bad_case {
+	const char *body; /* NULL: built by the test (the oversized one) */
+	const char *rid;  /* the usable request_id, or NULL when none */
+	const char *field; /* the ack's error message must contain it */
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "this is not json", NULL, "body" },
+	{ "{\"request_id\":\"r-x\",", NULL, "body" },
+	{ "[1,2,3]", NULL, "body" },
+	{ "\"just a string\"", NULL, "body" },
+	{ "", NULL, "body" },
+	{ NULL, NULL, "body" }, /* larger than limits.max_request_bytes */
+	{ "{" OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":123," OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":\"\"," OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":\"r 1\"," OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":\"r.1\"," OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":\"r*\"," OKMSG "}", NULL, "request_id" },
+	{ "{\"request_id\":\"r-\\u00e9\"," OKMSG "}", NULL, "request_id" },
+	{ "@LONGID", NULL, "request_id" }, /* 129 characters, built below */
+	{ "{\"request_id\":\"b-nomsgs\"}", "b-nomsgs", "messages" },
+	{ "{\"request_id\":\"b-empty\",\"messages\":[]}", "b-empty", "messages" },
+	{ "{\"request_id\":\"b-notarr\",\"messages\":{\"role\":\"user\",\"content\":\"hi\"}}", "b-notarr", "messages" },
+	{ "{\"request_id\":\"b-elem\",\"messages\":[\"hi\"]}", "b-elem", "messages[0]" },
+	{ "{\"request_id\":\"b-role\",\"messages\":[{\"role\":\"wizard\",\"content\":\"hi\"}]}", "b-role",
+	  "messages[0].role" },
+	{ "{\"request_id\":\"b-norole\",\"messages\":[{\"content\":\"hi\"}]}", "b-norole", "messages[0].role" },
+	{ "{\"request_id\":\"b-content\",\"messages\":[{\"role\":\"user\",\"content\":\"ok\"},"
+	  "{\"role\":\"user\",\"content\":42}]}",
+	  "b-content", "messages[1].content" },
+	{ "{\"request_id\":\"b-mem\"," OKMSG ",\"memory\":\"profile\"}", "b-mem", "memory" },
+	{ "{\"request_id\":\"b-prof\"," OKMSG ",\"memory\":{\"profile\":7}}", "b-prof", "memory.profile" },
+	{ "{\"request_id\":\"b-facts\"," OKMSG ",\"memory\":{\"facts\":\"lives in Hangzhou\"}}", "b-facts",
+	  "memory.facts" },
+	{ "{\"request_id\":\"b-facts2\"," OKMSG ",\"memory\":{\"facts\":[\"ok\",1]}}", "b-facts2", "memory.facts" },
+	{ "{\"request_id\":\"b-params\"," OKMSG ",\"params\":[0.7]}", "b-params", "params" },
+	{ "{\"request_id\":\"b-sess\"," OKMSG ",\"session_id\":5}", "b-sess", "session_id" },
+};
+
+static void test_malformed_table(void **state)
+{
+	(void)state;
+	const char *prefix = h_prefix();
+	struct h_daemon *d = h_daemon_startf(nats, prefix, "{\"limits\":{\"max_request_bytes\":4096}}");
+	struct h_client *c = h_client_connect(nats, prefix);
+	/* Everything the daemon publishes on any stream subject of this prefix:
+	 * requests without a usable id must not produce events anywhere. */
+	struct h_stream *all = h_stream_open(c, ">");
+	size_t failures = 0, events_expected = 0;
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad_cases); i++) {
+		const struct bad_case *bc = &bad_cases[i];
+		char *body;
+		if (bc->body && !strcmp(bc->body, "@LONGID")) {
+			char id[130];
+			memset(id, 'a', 129);
+			id[129] = '\0';
+			body = xasprintf("{\"request_id\":\"%s\"," OKMSG "}", id);
+		} else if (bc->body) {
+			body = xstrdup(bc->body);
+		} else {
+			struct buf b;
+			buf_init(&b);
+			buf_append_str(&b, "{\"request_id\":\"b-huge\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+			for (int k = 0; k < 6000; k++)
+				buf_append_char(&b, 'x');
+			buf_append_str(&b, "\"}]}");
+			body = b.data;
+		}
+		struct h_stream *s = bc->rid ? h_stream_open(c, bc->rid) : NULL;
+		/* For the oversized body the daemon may or may not dig the id out. */
+		struct h_stream *huge = bc->body ? NULL : h_stream_open(c, "b-huge");
+		json_t *ack = h_submit_raw(c, body, strlen(body), 5000);
+		char *ackd = json_dumps(ack, JSON_COMPACT);
+		h_log("case %zu: %.60s -> %s", i, body, ackd);
+		bool ok = json_is_false(json_object_get(ack, "accepted")) &&
+			  json_is_string(h_jpath(ack, "error.code")) &&
+			  !strcmp(json_string_value(h_jpath(ack, "error.code")), "bad_request") &&
+			  json_is_string(h_jpath(ack, "error.message")) &&
+			  strstr(json_string_value(h_jpath(ack, "error.message")), bc->field);
+		json_t *ackrid = json_object_get(ack, "request_id");
+		if (bc->rid)
+			ok = ok && json_is_string(ackrid) && !strcmp(json_string_value(ackrid), bc->rid);
+		else if (bc->body)
+			ok = ok && json_is_null(ackrid);
+		if (!ok) {
+			fprintf(stderr, "FAIL case %zu: body %.200s\n  ack %s\n  expected accepted:false, bad_request, "
+					"message naming \"%s\", request_id %s\n",
+				i, body, ackd, bc->field, bc->rid ? bc->rid : "null");
+			failures++;
+		}
+		if (s) {
+			events_expected++;
+			json_t *t = h_stream_finish(s, 3000);
+			if (h_stream_count(s) != 1 || strcmp(h_jstr(t, "type"), "error") ||
+			    strcmp(h_jstr(t, "error.code"), "bad_request")) {
+				char *td = json_dumps(t, JSON_COMPACT);
+				fprintf(stderr, "FAIL case %zu: expected one bad_request error event, got %zu events, last %s\n",
+					i, h_stream_count(s), td);
+				free(td);
+				failures++;
+			}
+			h_stream_close(s);
+		}
+		if (huge) {
+			h_sleep_ms(200);
+			if (json_is_string(ackrid)) {
+				events_expected++;
+				json_t *t = h_stream_finish(huge, 3000);
+				assert_string_equal(h_jstr(t, "error.code"), "bad_request");
+			} else {
+				assert_int_equal(h_stream_count(huge), 0);
+			}
+			h_stream_close(huge);
+		}
+		free(ackd);
+		json_decref(ack);
+		free(body);
+	}
+	h_sleep_ms(200);
+	if (h_stream_count(all) != events_expected) {
+		json_t *ev = h_stream_events(all);
+		char *dump = json_dumps(ev, JSON_COMPACT);
+		fprintf(stderr, "FAIL: expected %zu error events in all, got %s\n", events_expected, dump);
+		free(dump);
+		json_decref(ev);
+		failures++;
+	}
+	h_stream_close(all);
+	assert_int_equal(failures, 0);
+	assert_true(UTIL_ARRAY_LEN(bad_cases) >= 15);
+
+	/* Still serving, and 128 characters is the longest valid id. */
+	char id[129];
+	memset(id, 'a', 128);
+	id[128] = '\0';
+	struct h_stream *s = h_stream_open(c, id);
+	h_submit_simple(c, id, "still there?");
+	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
+	h_daemon_stop_ok(d);
+}
+
+static void test_duplicate_in_flight(void **state)
+{
+	(void)state;
+	const char *prefix = h_prefix();
+	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
+	struct h_client *c = h_client_connect(nats, prefix);
+	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":30}");
+	h_use_mock(c, d, mock, "m-dup", "", -1);
+	struct h_stream *s = h_stream_open(c, "r-dup");
+	h_submit_simple(c, "r-dup", "first");
+	assert_true(h_stream_wait_count(s, 2, 5000));
+	json_t *ack = h_submit_raw(c, "{\"request_id\":\"r-dup\"," OKMSG "}", strlen("{\"request_id\":\"r-dup\"," OKMSG "}"),
+				   5000);
+	char *ackd = json_dumps(ack, JSON_COMPACT);
+	h_log("duplicate ack: %s", ackd);
+	free(ackd);
+	assert_true(json_is_false(json_object_get(ack, "accepted")));
+	assert_string_equal(h_jstr(ack, "error.code"), "bad_request");
+	assert_string_equal(h_jstr(ack, "request_id"), "r-dup");
+	H_ASSERT_CONTAINS(h_jstr(ack, "error.message"), "request_id");
+	json_decref(ack);
+	/* The running stream is untouched: seq intact, one terminal, all tokens. */
+	json_t *t = h_stream_finish(s, 10000);
+	assert_string_equal(h_jstr(t, "type"), "done");
+	assert_int_equal(h_stream_count(s), 21);
+	json_t *reqs = h_mock_requests(mock);
+	assert_int_equal(json_array_size(reqs), 1);
+	json_decref(reqs);
+	/* Once finished, the id can be used again. */
+	h_stream_close(s);
+	s = h_stream_open(c, "r-dup");
+	h_submit_simple(c, "r-dup", "again");
+	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
+	h_daemon_stop_ok(d);
+}
+
+static void test_busy(void **state)
+{
+	(void)state;
+	const char *prefix = h_prefix();
+	struct h_daemon *d = h_daemon_startf(nats, prefix, "{\"limits\":{\"max_inflight\":2}}");
+	struct h_client *c = h_client_connect(nats, prefix);
+	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":40}");
+	h_use_mock(c, d, mock, "m-busy", "", -1);
+	struct h_stream *s1 = h_stream_open(c, "r-busy-1");
+	struct h_stream *s2 = h_stream_open(c, "r-busy-2");
+	struct h_stream *s3 = h_stream_open(c, "r-busy-3");
+	h_submit_simple(c, "r-busy-1", "one");
+	h_submit_simple(c, "r-busy-2", "two");
+	json_t *ack = h_submit_raw(c, "{\"request_id\":\"r-busy-3\"," OKMSG "}",
+				   strlen("{\"request_id\":\"r-busy-3\"," OKMSG "}"), 5000);
+	char *ackd = json_dumps(ack, JSON_COMPACT);
+	h_log("third ack: %s", ackd);
+	free(ackd);
+	assert_true(json_is_false(json_object_get(ack, "accepted")));
+	assert_string_equal(h_jstr(ack, "error.code"), "busy");
+	assert_string_equal(h_jstr(ack, "request_id"), "r-busy-3");
+	json_decref(ack);
+	h_stream_expect_error(s3, "busy", 3000);
+	assert_int_equal(h_stream_count(s3), 1);
+	/* The two running ones are not disturbed. */
+	assert_true(h_stream_count(s1) < 21);
+	assert_string_equal(h_jstr(h_stream_finish(s1, 10000), "type"), "done");
+	assert_string_equal(h_jstr(h_stream_finish(s2, 10000), "type"), "done");
+	assert_int_equal(h_stream_count(s1), 21);
+	assert_int_equal(h_stream_count(s2), 21);
+	/* Capacity is back. */
+	struct h_stream *s4 = h_stream_open(c, "r-busy-4");
+	h_submit_simple(c, "r-busy-4", "four");
+	assert_string_equal(h_jstr(h_stream_finish(s4, 10000), "type"), "done");
+	json_t *reqs = h_mock_requests(mock);
+	assert_int_equal(json_array_size(reqs), 3);
+	json_decref(reqs);
+	h_daemon_stop_ok(d);
+}
+
+int main(void)
+{
+	h_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_malformed_table, setup, h_test_teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_in_flight, setup, h_test_teardown),
+		cmocka_unit_test_setup_teardown(test_busy, setup, h_test_teardown),
+	};
+	return cmocka_run_group_tests_name("integ_requests", tests, group_setup, group_teardown);
+}
