@@ -87,12 +87,13 @@ while [ $((g * per)) -lt "$CONC" ]; do
 	[ $n -gt $per ] && n=$per
 	seq $n | sed "s|.*|url = \"$B/v1/chat/completions\"|" >"$DIR/urls.$g"
 	curl -sS -N -Z --parallel-immediate --parallel-max $per --max-time 60 -d '{"model":"c"}' \
-		-K "$DIR/urls.$g" 2>>"$DIR/conc.err" | grep -c 'data: \[DONE\]' >"$DIR/conc.$g" &
+		-K "$DIR/urls.$g" 2>>"$DIR/conc.err" | grep -c 'data: \[DONE\]' >"$DIR/load.$g" &
+	LOADERS="${LOADERS:-} $!"
 	g=$((g + 1))
 done
-wait
+for p in $LOADERS; do wait "$p"; done
 end=$(date +%s.%N)
-n=$(cat "$DIR"/conc.* | paste -sd+ | bc)
+n=$(cat "$DIR"/load.* | paste -sd+ | bc)
 [ "$n" -eq "$CONC" ] && ok "$CONC concurrent streams complete" || fail "$n of $CONC streams complete"
 echo "   ($(echo "$end - $start" | bc) s for $CONC x 16 tokens x 100 ms; rss $(ps -o rss= -p $PID) KiB)"
 check "concurrent stats" "$($C "$B/_mock/stats")" "\"requests\":$CONC,\"active\":0,\"completed\":$CONC,\"client_aborts\":0}"
@@ -100,7 +101,9 @@ check "concurrent stats" "$($C "$B/_mock/stats")" "\"requests\":$CONC,\"active\"
 # Leave a stalled and a streaming response open, then stop it.
 post /_mock/next '{"mode":"stall"}' >/dev/null
 $C --max-time 5 "$B/v1/chat/completions" -d '{}' >/dev/null 2>&1 &
+C1=$!
 $C --max-time 5 "$B/v1/chat/completions" -d '{}' >/dev/null 2>&1 &
+C2=$!
 sleep 0.3
 kill -TERM $PID
 wait $PID
@@ -113,6 +116,6 @@ if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error' "$DIR/err"; then
 else
 	ok "no sanitizer report"
 fi
-wait
+wait $C1 $C2
 echo "$FAILS failure(s)"
 [ $FAILS -eq 0 ]
