@@ -21,6 +21,7 @@ struct config {
 	char *nats_token;       /* from nats.token or nats.token_file */
 	char *nats_credentials_file;
 	char *nats_nkey_seed_file;
+	char *nats_nkey; /* the public key of the seed */
 	char *nats_tls_ca_file;
 	char *nats_tls_cert_file;
 	char *nats_tls_key_file;

@@ -249,6 +249,9 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if (*cfg->nats_credentials_file &&
 	    (s = natsOptions_SetUserCredentialsFromFiles(o, cfg->nats_credentials_file, NULL)) != NATS_OK)
 		return bus__fail(err, errlen, "nats.credentials_file", s);
+	if (*cfg->nats_nkey_seed_file &&
+	    (s = natsOptions_SetNKeyFromSeed(o, cfg->nats_nkey, cfg->nats_nkey_seed_file)) != NATS_OK)
+		return bus__fail(err, errlen, "nats.nkey_seed_file", s);
 	if (*cfg->nats_tls_ca_file || *cfg->nats_tls_cert_file) {
 		if ((s = natsOptions_SetSecure(o, true)) != NATS_OK)
 			return bus__fail(err, errlen, "nats.tls", s);

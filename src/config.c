@@ -78,6 +78,8 @@ static const struct config__key config__keys[] = {
 	K_FILE("nats.credentials_file", nats_credentials_file,
 	       "NATS user credentials file (.creds: JWT and NKey seed)."),
 	K_FILE("nats.nkey_seed_file", nats_nkey_seed_file, "File holding an NKey seed to sign the NATS nonce."),
+	K_STR("nats.nkey", nats_nkey, "", false, NULL,
+	      "Public NKey (U...) of the seed in nats.nkey_seed_file; needed with it."),
 	K_FILE("nats.tls.ca_file", nats_tls_ca_file, "CA certificates (PEM) that verify the NATS server."),
 	K_FILE("nats.tls.cert_file", nats_tls_cert_file,
 	       "Client certificate (PEM) for NATS; needs nats.tls.key_file."),
@@ -782,6 +784,9 @@ static int config__validate(struct config__load *st, struct config *c)
 	if (*c->nats_credentials_file && *c->nats_nkey_seed_file)
 		return config__fail(st, config__key("nats.nkey_seed_file"),
 				    "nats.credentials_file is set as well; use only one of them");
+	if (!*c->nats_nkey != !*c->nats_nkey_seed_file)
+		return config__fail(st, config__key(*c->nats_nkey ? "nats.nkey" : "nats.nkey_seed_file"),
+				    "nats.nkey and nats.nkey_seed_file must be set together");
 	if (!*c->nats_tls_cert_file != !*c->nats_tls_key_file)
 		return config__fail(st, config__key(*c->nats_tls_cert_file ? "nats.tls.cert_file" : "nats.tls.key_file"),
 				    "nats.tls.cert_file and nats.tls.key_file must be set together");

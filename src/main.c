@@ -276,6 +276,7 @@ static void main__keep_restart_keys(struct config *next, struct config *cur)
 	MAIN_SWAP(nats_token);
 	MAIN_SWAP(nats_credentials_file);
 	MAIN_SWAP(nats_nkey_seed_file);
+	MAIN_SWAP(nats_nkey);
 	MAIN_SWAP(nats_tls_ca_file);
 	MAIN_SWAP(nats_tls_cert_file);
 	MAIN_SWAP(nats_tls_key_file);
