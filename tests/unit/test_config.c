@@ -433,7 +433,7 @@ static void test_password_file_credentials_directory(void **state)
 	struct config c2;
 	char err[1024] = "";
 	int rc = load_text("{\"nats\": {\"user\": \"svc\", \"password_file\": \"nats-pass\","
-			   " \"nkey_seed_file\": \"user.creds\"}}",
+			   " \"nkey_seed_file\": \"user.creds\", \"nkey\": \"UABC\"}}",
 			   &c2, err, sizeof(err), NULL);
 	assert_int_equal(chdir(cwd), 0);
 	if (rc)
