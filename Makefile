@@ -117,8 +117,12 @@ build/fuzz_%: tests/fuzz/fuzz_%.c src/%.c src/util.c $(wildcard include/*.h)
 	mkdir -p build
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_$*.c src/$*.c src/util.c -o $@ $(shell pkg-config --libs jansson)
 
-fuzz: build/fuzz_sse build/fuzz_openai
-	for t in sse openai; do mkdir -p build/fuzz-corpus/$$t; \
+build/fuzz_openai_fast: tests/fuzz/fuzz_openai_fast.c tests/openai_agree.h src/openai.c src/util.c $(wildcard include/*.h)
+	mkdir -p build
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_openai_fast.c src/openai.c src/util.c -o $@ $(shell pkg-config --libs jansson)
+
+fuzz: build/fuzz_sse build/fuzz_openai build/fuzz_openai_fast
+	for t in sse openai openai_fast; do mkdir -p build/fuzz-corpus/$$t; \
 		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
 
 check-config: $(DAEMON)

@@ -38,7 +38,9 @@ struct openai_chunk {
 };
 
 struct openai_decoder {
-	json_t *last; /* the tree the previous chunk's pointers point into */
+	json_t *last;     /* the tree the previous chunk's pointers point into */
+	struct buf strs;  /* the fast path's strings, NUL-terminated, reused */
+	unsigned long long fast, slow; /* chunks decoded by each path */
 };
 
 void openai_decoder_init(struct openai_decoder *d);
@@ -48,6 +50,12 @@ void openai_decoder_free(struct openai_decoder *d);
  * An empty or all-blank payload returns 0 with nothing set. */
 int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
 		  char *err, size_t errlen) UTIL_WUR;
+/* The same, always through jansson. openai_decode first tries a hand-written
+ * scanner that handles the common chunk shapes without building a tree or
+ * allocating, and falls back to this for anything it does not handle; the
+ * two must agree on every input (tests and the fuzzer check it). */
+int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
+		       char *err, size_t errlen) UTIL_WUR;
 
 /* Request body: {"model":..,"messages":..,"stream":true,
  * "stream_options":{"include_usage":true}, <allowed params from params>}.

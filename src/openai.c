@@ -9,6 +9,7 @@
 #include "openai.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,12 +20,15 @@ static const char *const openai__params[] = {
 void openai_decoder_init(struct openai_decoder *d)
 {
 	d->last = NULL;
+	buf_init(&d->strs);
+	d->fast = d->slow = 0;
 }
 
 void openai_decoder_free(struct openai_decoder *d)
 {
 	json_decref(d->last);
 	d->last = NULL;
+	buf_free(&d->strs);
 }
 
 static bool openai__is_space(char c)
@@ -121,16 +125,10 @@ static void openai__error(json_t *root, struct openai_chunk *out)
 		out->error_message = "upstream error without a message";
 }
 
-int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
-		  char *err, size_t errlen)
+/* [DONE], or an empty payload: 1 (out filled), else 0. */
+static int openai__trivial(const char *data, size_t len, struct openai_chunk *out)
 {
-	json_error_t jerr;
-	json_t *root;
 	size_t a = 0, b = len;
-
-	memset(out, 0, sizeof(*out));
-	json_decref(d->last);
-	d->last = NULL;
 
 	while (a < b && openai__is_space(data[a]))
 		a++;
@@ -138,12 +136,25 @@ int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct
 		b--;
 	if (b - a == 6 && !memcmp(data + a, "[DONE]", 6)) {
 		out->done = true;
-		return 0;
+		return 1;
 	}
 	/* An empty payload ("data:" alone, a keep-alive some proxies send)
 	 * carries nothing and is not worth failing a stream over. */
-	if (a == b)
+	return a == b;
+}
+
+int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
+		       char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	memset(out, 0, sizeof(*out));
+	json_decref(d->last);
+	d->last = NULL;
+	if (openai__trivial(data, len, out))
 		return 0;
+	d->slow++;
 	root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
 	if (!root) {
 		/* jerr.text may quote the payload; give only the position. */
@@ -172,6 +183,421 @@ int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct
 	return 0;
 }
 
+/* ---- The fast path ----
+ *
+ * A strict JSON scanner that walks the whole chunk once, validating it as
+ * jansson would, and copies out only the fields the dispatcher relays. It
+ * gives up ("declines") on anything whose jansson result it does not mirror
+ * exactly: real numbers, very long integers, deep nesting, a NUL in a key,
+ * an unpaired surrogate, a repeated key among those it reads. Declining is
+ * always safe: the caller then asks jansson. */
+
+enum fp_ctx { FP_SKIP, FP_ROOT, FP_CHOICES, FP_CHOICE0, FP_DELTA, FP_USAGE, FP_XGROQ, FP_ERROR, FP_NCTX };
+
+enum fp_field {
+	FPF_MODEL,
+	FPF_FINISH,
+	FPF_CONTENT,
+	FPF_REASONING_CONTENT,
+	FPF_REASONING,
+	FPF_ERROR_STR,
+	FPF_ERROR_MSG,
+	FPF_OBJECT,
+	FPF_MESSAGE,
+	FPF_COUNT
+};
+
+#define FP_MAX_DEPTH 32
+#define FP_KEY_MAX 32
+
+struct fp {
+	const unsigned char *p, *end;
+	struct buf *strs;
+	int depth;
+	/* Offsets into strs (-1: absent or not a string) and lengths. */
+	long off[FPF_COUNT];
+	size_t len[FPF_COUNT];
+	long long counts[2][3]; /* usage, x_groq.usage: prompt, completion, total; -1 absent */
+	bool usage_obj[2];      /* the usage object was there */
+	bool is_obj[FP_NCTX];   /* a value of that context was an object */
+};
+
+static bool fp__ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void fp__skip_ws(struct fp *f)
+{
+	while (f->p < f->end && fp__ws(*f->p))
+		f->p++;
+}
+
+static int fp__hex4(const unsigned char *p, unsigned *out)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			v |= (c | 0x20) - 'a' + 10;
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static void fp__put_utf8(struct buf *b, unsigned cp)
+{
+	char u[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (char)(0xf0 | (cp >> 18));
+		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[3] = (char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	buf_append(b, u, n);
+}
+
+/* A string at f->p (on the opening quote). With dst, its decoded bytes are
+ * appended there (plus a NUL) and *n gets their count. key: a NUL decoded
+ * inside is a decline (jansson refuses NUL in keys). 0, or -1 to decline. */
+static int fp__string(struct fp *f, struct buf *dst, size_t *n, bool key)
+{
+	const unsigned char *p = f->p + 1;
+	size_t start = dst ? dst->len : 0;
+
+	for (;;) {
+		const unsigned char *run = p;
+		while (p < f->end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (dst && p > run)
+			buf_append(dst, run, (size_t)(p - run));
+		if (p >= f->end)
+			return -1;
+		unsigned char c = *p;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return -1;
+		if (c >= 0x80) {
+			size_t sl = util_utf8_seqlen((const char *)p, (size_t)(f->end - p));
+			if (sl == 1)
+				return -1; /* invalid UTF-8: jansson rejects it */
+			if (dst)
+				buf_append(dst, p, sl);
+			p += sl;
+			continue;
+		}
+		/* A backslash escape. */
+		if (f->end - p < 2)
+			return -1;
+		char e = (char)p[1];
+		static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+		const char *hit = strchr(from, e);
+		if (e && hit) {
+			if (dst)
+				buf_append_char(dst, to[hit - from]);
+			p += 2;
+			continue;
+		}
+		if (e != 'u' || f->end - p < 6)
+			return -1;
+		unsigned cp, lo;
+		if (fp__hex4(p + 2, &cp) < 0)
+			return -1;
+		p += 6;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return -1;
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (f->end - p < 6 || p[0] != '\\' || p[1] != 'u' || fp__hex4(p + 2, &lo) < 0 || lo < 0xdc00 ||
+			    lo > 0xdfff)
+				return -1;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			p += 6;
+		}
+		if (cp == 0 && key)
+			return -1;
+		if (dst)
+			fp__put_utf8(dst, cp);
+	}
+	f->p = p + 1;
+	if (dst) {
+		*n = dst->len - start;
+		buf_append_char(dst, '\0');
+	}
+	return 0;
+}
+
+/* A number; *ival gets an integer's value. Reals decline (see above). */
+static int fp__number(struct fp *f, long long *ival)
+{
+	const unsigned char *p = f->p;
+	bool neg = false;
+	long long v = 0;
+	int digits = 0;
+
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	if (p >= f->end || *p < '0' || *p > '9')
+		return -1;
+	if (*p == '0' && p + 1 < f->end && p[1] >= '0' && p[1] <= '9')
+		return -1; /* leading zero: invalid JSON */
+	while (p < f->end && *p >= '0' && *p <= '9') {
+		if (++digits > 18)
+			return -1;
+		v = v * 10 + (*p - '0');
+		p++;
+	}
+	if (p < f->end && (*p == '.' || *p == 'e' || *p == 'E'))
+		return -1;
+	f->p = p;
+	*ival = neg ? -v : v;
+	return 0;
+}
+
+static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count);
+
+/* Which field or child context a key selects in ctx; bit is its "seen" bit. */
+static void fp__route(enum fp_ctx ctx, const char *k, int *field, enum fp_ctx *child, int *count, int *bit)
+{
+	static const struct {
+		enum fp_ctx ctx;
+		const char *key;
+		int field;
+		enum fp_ctx child;
+		int count;
+	} routes[] = {
+		{ FP_ROOT, "model", FPF_MODEL, FP_SKIP, -1 },
+		{ FP_ROOT, "choices", -1, FP_CHOICES, -1 },
+		{ FP_ROOT, "usage", -1, FP_USAGE, 0 },
+		{ FP_ROOT, "x_groq", -1, FP_XGROQ, -1 },
+		{ FP_ROOT, "error", FPF_ERROR_STR, FP_ERROR, -1 },
+		{ FP_ROOT, "object", FPF_OBJECT, FP_SKIP, -1 },
+		{ FP_ROOT, "message", FPF_MESSAGE, FP_SKIP, -1 },
+		{ FP_CHOICE0, "finish_reason", FPF_FINISH, FP_SKIP, -1 },
+		{ FP_CHOICE0, "delta", -1, FP_DELTA, -1 },
+		{ FP_DELTA, "content", FPF_CONTENT, FP_SKIP, -1 },
+		{ FP_DELTA, "reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1 },
+		{ FP_DELTA, "reasoning", FPF_REASONING, FP_SKIP, -1 },
+		{ FP_USAGE, "prompt_tokens", -1, FP_SKIP, 0 },
+		{ FP_USAGE, "completion_tokens", -1, FP_SKIP, 1 },
+		{ FP_USAGE, "total_tokens", -1, FP_SKIP, 2 },
+		{ FP_XGROQ, "usage", -1, FP_USAGE, 1 },
+		{ FP_ERROR, "message", FPF_ERROR_MSG, FP_SKIP, -1 },
+	};
+
+	*field = -1;
+	*child = FP_SKIP;
+	*count = -1;
+	*bit = -1;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
+		if (routes[i].ctx == ctx && !strcmp(routes[i].key, k)) {
+			*field = routes[i].field;
+			*child = routes[i].child;
+			*count = routes[i].count;
+			*bit = (int)i;
+			return;
+		}
+	}
+}
+
+/* An object; count is the usage slot when ctx is FP_USAGE. */
+static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
+{
+	uint64_t seen = 0;
+
+	f->p++;
+	fp__skip_ws(f);
+	if (f->p < f->end && *f->p == '}') {
+		f->p++;
+		return 0;
+	}
+	for (;;) {
+		char key[FP_KEY_MAX + 2]; /* the key and its NUL, never more */
+		struct buf kb = { key, 0, sizeof(key) };
+		int field = -1, bit = -1, cnt = -1;
+		enum fp_ctx child = FP_SKIP;
+		size_t klen = 0;
+
+		fp__skip_ws(f);
+		if (f->p >= f->end || *f->p != '"')
+			return -1;
+		if (ctx == FP_SKIP) {
+			if (fp__string(f, NULL, NULL, true) < 0)
+				return -1;
+		} else {
+			/* Keys are short; a long one cannot be ours, so only
+			 * validate it. kb lives on the stack and must never grow. */
+			const unsigned char *save = f->p;
+			const unsigned char *q = f->p + 1;
+			while (q < f->end && *q != '"' && *q != '\\' && q - f->p <= FP_KEY_MAX)
+				q++;
+			if (q < f->end && *q == '"' && q - f->p <= FP_KEY_MAX) {
+				if (fp__string(f, &kb, &klen, true) < 0)
+					return -1;
+				fp__route(ctx, key, &field, &child, &cnt, &bit);
+			} else {
+				f->p = save;
+				if (fp__string(f, NULL, NULL, true) < 0)
+					return -1;
+				/* An escaped key could still spell one of ours. */
+				for (const unsigned char *r = save + 1; r < f->p - 1; r++)
+					if (*r == '\\')
+						return -1;
+			}
+		}
+		if (bit >= 0) {
+			if (seen & (1ull << bit))
+				return -1; /* jansson keeps the last; do not guess */
+			seen |= 1ull << bit;
+		}
+		fp__skip_ws(f);
+		if (f->p >= f->end || *f->p != ':')
+			return -1;
+		f->p++;
+		fp__skip_ws(f);
+		if (ctx == FP_USAGE && cnt >= 0) {
+			/* A count: an integer (negative: absent); reals decline. */
+			if (f->p < f->end && (*f->p == '-' || (*f->p >= '0' && *f->p <= '9'))) {
+				long long v;
+				if (fp__number(f, &v) < 0)
+					return -1;
+				f->counts[count][cnt] = v >= 0 ? v : -1;
+			} else if (fp__value(f, FP_SKIP, -1, -1) < 0) {
+				return -1;
+			}
+		} else if (fp__value(f, child, field, cnt) < 0) {
+			return -1;
+		}
+		fp__skip_ws(f);
+		if (f->p >= f->end)
+			return -1;
+		if (*f->p == ',') {
+			f->p++;
+			continue;
+		}
+		if (*f->p == '}') {
+			f->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static int fp__array(struct fp *f, enum fp_ctx first)
+{
+	f->p++;
+	fp__skip_ws(f);
+	if (f->p < f->end && *f->p == ']') {
+		f->p++;
+		return 0;
+	}
+	for (int i = 0;; i++) {
+		if (fp__value(f, i == 0 ? first : FP_SKIP, -1, -1) < 0)
+			return -1;
+		fp__skip_ws(f);
+		if (f->p >= f->end)
+			return -1;
+		if (*f->p == ',') {
+			f->p++;
+			fp__skip_ws(f);
+			continue;
+		}
+		if (*f->p == ']') {
+			f->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static int fp__literal(struct fp *f, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(f->end - f->p) < n || memcmp(f->p, lit, n))
+		return -1;
+	f->p += n;
+	return 0;
+}
+
+static int fp__decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out);
+
+/* One value. ctx says what it is to us when it is an object (or, for
+ * FP_CHOICE0, an array whose first element is the choice); field, when it is
+ * a string we keep. */
+static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count)
+{
+	int rc;
+
+	if (f->p >= f->end)
+		return -1;
+	if (++f->depth > FP_MAX_DEPTH)
+		return -1;
+	switch (*f->p) {
+	case '{':
+		if (ctx == FP_CHOICES) {
+			rc = fp__object(f, FP_SKIP, -1); /* "choices" counts only as an array */
+			break;
+		}
+		f->is_obj[ctx] = true;
+		if (ctx == FP_USAGE)
+			f->usage_obj[count] = true;
+		rc = fp__object(f, ctx, count);
+		break;
+	case '[':
+		/* Only choices[0] matters, and only if it is an object. */
+		rc = fp__array(f, ctx == FP_CHOICES ? FP_CHOICE0 : FP_SKIP);
+		break;
+	case '"':
+		if (field >= 0) {
+			size_t n;
+			f->off[field] = (long)f->strs->len;
+			rc = fp__string(f, f->strs, &n, false);
+			f->len[field] = n;
+		} else {
+			rc = fp__string(f, NULL, NULL, false);
+		}
+		break;
+	case 't':
+		rc = fp__literal(f, "true");
+		break;
+	case 'f':
+		rc = fp__literal(f, "false");
+		break;
+	case 'n':
+		rc = fp__literal(f, "null");
+		break;
+	default: {
+		long long v;
+		rc = fp__number(f, &v);
+	}
+	}
+	f->depth--;
+	return rc;
+}
 char *openai_build_request(const char *model, json_t *messages, json_t *params)
 {
 	json_t *root = json_object();
@@ -269,4 +695,90 @@ void openai_error_message(const char *body, size_t len, char *out, size_t outlen
 	}
 	out[openai__clean(msg, mlen, out, outlen - 1)] = '\0';
 	json_decref(root);
+}
+
+/* The fast path's answer, in openai__choice/openai__usage/openai__error's
+ * terms. 0, or -1 to decline (out untouched but for zeroes). */
+static int fp__decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out)
+{
+	struct fp f;
+
+	memset(&f, 0, sizeof(f));
+	f.p = (const unsigned char *)data;
+	f.end = f.p + len;
+	f.strs = &d->strs;
+	buf_reset(&d->strs);
+	for (int i = 0; i < FPF_COUNT; i++)
+		f.off[i] = -1;
+	memset(f.counts, 0xff, sizeof(f.counts)); /* -1 everywhere */
+	fp__skip_ws(&f);
+	if (f.p >= f.end || *f.p != '{')
+		return -1; /* not an object: jansson words the error */
+	f.is_obj[FP_ROOT] = true;
+	if (fp__object(&f, FP_ROOT, -1) < 0)
+		return -1;
+	fp__skip_ws(&f);
+	if (f.p != f.end)
+		return -1;
+
+	/* Strings are NUL-terminated in strs; "" counts as absent. */
+#define FP_STR(i) (f.off[i] >= 0 && f.len[i] ? d->strs.data + f.off[i] : NULL)
+	out->model = FP_STR(FPF_MODEL);
+	if (f.is_obj[FP_CHOICE0]) {
+		out->finish_reason = FP_STR(FPF_FINISH);
+		if (f.is_obj[FP_DELTA]) {
+			out->content = FP_STR(FPF_CONTENT);
+			out->content_len = out->content ? f.len[FPF_CONTENT] : 0;
+			out->reasoning = FP_STR(FPF_REASONING_CONTENT);
+			out->reasoning_len = out->reasoning ? f.len[FPF_REASONING_CONTENT] : 0;
+			if (!out->reasoning) {
+				out->reasoning = FP_STR(FPF_REASONING);
+				out->reasoning_len = out->reasoning ? f.len[FPF_REASONING] : 0;
+			}
+		}
+	}
+	for (int u = 0; u < 2 && !out->has_usage; u++) {
+		long long p = f.counts[u][0], c = f.counts[u][1], t = f.counts[u][2];
+		if (!f.usage_obj[u] || (p < 0 && c < 0 && t < 0))
+			continue;
+		out->has_usage = true;
+		out->usage.prompt_tokens = p < 0 ? 0 : p;
+		out->usage.completion_tokens = c < 0 ? 0 : c;
+		if (t < 0) {
+			long long room = LLONG_MAX - out->usage.completion_tokens;
+			t = out->usage.prompt_tokens > room ? LLONG_MAX
+							    : out->usage.prompt_tokens + out->usage.completion_tokens;
+		}
+		out->usage.total_tokens = t;
+	}
+	if (f.is_obj[FP_ERROR]) {
+		out->is_error = true;
+		out->error_message = FP_STR(FPF_ERROR_MSG);
+	} else if (f.off[FPF_ERROR_STR] >= 0) {
+		out->is_error = true;
+		out->error_message = FP_STR(FPF_ERROR_STR);
+	} else if (f.off[FPF_OBJECT] >= 0 && !strcmp(d->strs.data + f.off[FPF_OBJECT], "error") &&
+		   f.len[FPF_OBJECT] == 5) {
+		out->is_error = true;
+		out->error_message = FP_STR(FPF_MESSAGE);
+	}
+	if (out->is_error && !out->error_message)
+		out->error_message = "upstream error without a message";
+#undef FP_STR
+	return 0;
+}
+
+int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out, char *err,
+		  size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	json_decref(d->last);
+	d->last = NULL;
+	if (openai__trivial(data, len, out))
+		return 0;
+	if (fp__decode(d, data, len, out) == 0) {
+		d->fast++;
+		return 0;
+	}
+	return openai_decode_json(d, data, len, out, err, errlen);
 }

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "openai.h"
+#include "../openai_agree.h"
 #include "sse.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -834,6 +835,112 @@ static void test_corpus(void **state)
 	print_message("sse corpus: %d cases\n", cases);
 }
 
+/* The fast path must agree with jansson on tricky inputs... */
+static void test_fast_path_agrees(void **state)
+{
+	static const char *const inputs[] = {
+		"{\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"a\\n\\\"b\\u00e9\\ud83d\\ude00\\u0000c\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"\\ud83d\"}}]}",          /* lone surrogate */
+		"{\"choices\":[{\"delta\":{\"content\":\"\\udc00x\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}",               /* invalid UTF-8 */
+		"{\"choices\":[{\"delta\":{\"content\":\"\xe4\xbd\xa0\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"a\tb\"}}]}",               /* raw control char */
+		"{\"choices\":[{\"delta\":{\"content\":\"x\",\"content\":\"y\"}}]}", /* duplicate key */
+		"{\"choices\":[{\"delta\":{\"con\\u0074ent\":\"esc key\"}}]}",
+		"{\"choices\":[{\"delta\":{\"\\u0000\":1}}]}",
+		"{\"choices\":{\"delta\":{\"content\":\"not an array\"}}}",
+		"{\"choices\":[1,{\"delta\":{\"content\":\"second\"}}]}",
+		"{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}",
+		"{\"choices\":[],\"usage\":{\"prompt_tokens\":3.0,\"completion_tokens\":4}}",
+		"{\"usage\":{\"prompt_tokens\":-1}}",
+		"{\"usage\":{\"prompt_tokens\":99999999999999999999}}",
+		"{\"usage\":null,\"x_groq\":{\"usage\":{\"total_tokens\":7}}}",
+		"{\"usage\":{},\"x_groq\":{\"usage\":{\"total_tokens\":7}}}",
+		"{\"error\":{\"message\":\"boom\"}}",
+		"{\"error\":\"plain\"}",
+		"{\"error\":\"\"}",
+		"{\"error\":5}",
+		"{\"object\":\"error\",\"message\":\"old vllm\"}",
+		"{\"model\":\"\",\"choices\":[{\"finish_reason\":\"\",\"delta\":{}}]}",
+		"{\"model\":7,\"choices\":[{\"finish_reason\":null,\"delta\":[]}]}",
+		"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+		"{\"a\":01}",
+		"{\"a\":1.5e3,\"choices\":[{\"delta\":{\"content\":\"r\"}}]}",
+		"{\"a\":-}",
+		"{\"a\":tru}",
+		"{\"a\":1,}",
+		"{\"a\" 1}",
+		"{} x",
+		"[1,2]",
+		"\"str\"",
+		"{",
+		"  {\"choices\":[{\"delta\":{\"reasoning\":\"r\",\"reasoning_content\":\"\"}}]}  ",
+		"{\"choices\":[{\"delta\":{\"reasoning_content\":\"rc\",\"reasoning\":\"r\"}}]}",
+		"{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}}]}",
+		"{\"abcdefghijklmnopqrstuvwxyz0123456789\":1,\"model\":\"m\"}",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		const char *why = openai_agree(inputs[i], strlen(inputs[i]));
+		if (why)
+			print_error("input %zu (%s): paths disagree on %s\n", i, inputs[i], why);
+		assert_null(why);
+	}
+}
+
+/* ...and on every event of the recorded streams, where it must also be the
+ * path actually taken (else it buys nothing). */
+static int agree_cb(void *ud, const struct sse_event *ev)
+{
+	struct openai_decoder *d = ud;
+	struct openai_chunk c;
+	const char *why = openai_agree(ev->data, ev->data_len);
+
+	if (why)
+		print_error("paths disagree on %s for: %.200s\n", why, ev->data);
+	assert_null(why);
+	(void)!openai_decode(d, ev->data, ev->data_len, &c, NULL, 0);
+	return 0;
+}
+
+static void test_fast_path_corpus(void **state)
+{
+	char *dir = corpus_dir();
+	struct dirent **names;
+	int count;
+	struct openai_decoder d;
+
+	(void)state;
+	if (!dir) {
+		print_message("sse corpus not found, skipped\n");
+		skip();
+		return;
+	}
+	openai_decoder_init(&d);
+	count = scandir(dir, &names, json_name_filter, alphasort);
+	for (int i = 0; i < count; i++) {
+		char *spath = xasprintf("%s/%.*s.sse", dir, (int)(strlen(names[i]->d_name) - 5), names[i]->d_name);
+		size_t len = 0;
+		char *body = read_all(spath, &len);
+		struct sse_parser p;
+		sse_init(&p, 1 << 20);
+		assert_int_equal(sse_feed(&p, body, len, agree_cb, &d), SSE_OK);
+		(void)!sse_finish(&p, agree_cb, &d);
+		sse_free(&p);
+		free(body);
+		free(spath);
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+	print_message("fast path: %llu chunks, jansson: %llu\n", d.fast, d.slow);
+	assert_true(d.fast > 0);
+	assert_true(d.slow * 20 < d.fast); /* the common shapes take the fast path */
+	openai_decoder_free(&d);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -853,6 +960,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_error_message_truncation),
 		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_fast_path_agrees),
+		cmocka_unit_test(test_fast_path_corpus),
 	};
 	(void)argc;
 	test_argv0 = argv[0];

@@ -1,0 +1,57 @@
+/* Shared by the unit test and the fuzzer: do the fast path and jansson agree
+ * on one payload? Returns NULL if they do, else which field differs. */
+#ifndef SUNDYNIX_OPENAI_AGREE_H
+#define SUNDYNIX_OPENAI_AGREE_H
+
+#include <string.h>
+
+#include "openai.h"
+
+static int agree__str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static int agree__mem(const char *a, size_t an, const char *b, size_t bn)
+{
+	return (!a && !b) || (a && b && an == bn && !memcmp(a, b, an));
+}
+
+static inline const char *openai_agree(const char *data, size_t len)
+{
+	struct openai_decoder fast, slow;
+	struct openai_chunk a, b;
+	char ea[128], eb[128];
+	const char *why = NULL;
+
+	openai_decoder_init(&fast);
+	openai_decoder_init(&slow);
+	int ra = openai_decode(&fast, data, len, &a, ea, sizeof(ea));
+	int rb = openai_decode_json(&slow, data, len, &b, eb, sizeof(eb));
+	if (ra != rb)
+		why = "return code";
+	else if (ra == 0) {
+		if (a.done != b.done)
+			why = "done";
+		else if (!agree__mem(a.content, a.content_len, b.content, b.content_len))
+			why = "content";
+		else if (!agree__mem(a.reasoning, a.reasoning_len, b.reasoning, b.reasoning_len))
+			why = "reasoning";
+		else if (!agree__str(a.finish_reason, b.finish_reason))
+			why = "finish_reason";
+		else if (!agree__str(a.model, b.model))
+			why = "model";
+		else if (a.has_usage != b.has_usage ||
+			 (a.has_usage && (a.usage.prompt_tokens != b.usage.prompt_tokens ||
+					  a.usage.completion_tokens != b.usage.completion_tokens ||
+					  a.usage.total_tokens != b.usage.total_tokens)))
+			why = "usage";
+		else if (a.is_error != b.is_error || !agree__str(a.error_message, b.error_message))
+			why = "error";
+	}
+	openai_decoder_free(&fast);
+	openai_decoder_free(&slow);
+	return why;
+}
+
+#endif
