@@ -9,6 +9,7 @@
 #include "log.h"
 
 #define HTTP_SWEEP_MS 100
+#define HTTP_IDLE_CONNECTIONS 4096L
 
 struct http {
 	uv_loop_t *loop;
@@ -181,6 +182,10 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http__timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	/* curl's default cache holds 4 idle connections per easy handle still
+	 * added; after a burst of finished streams it closes most of them, and
+	 * the next burst reconnects. Keep enough for a whole burst. */
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, HTTP_IDLE_CONNECTIONS);
 	if (max_conns_per_host > 0)
 		curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conns_per_host);
 	return h;

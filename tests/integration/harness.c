@@ -1366,3 +1366,542 @@ void h_stream_close(struct h_stream *s)
 {
 	h__stream_cleanup(s);
 }
+
+/* ==== appended for test_pool / test_providers (issue 4) ==== */
+
+#include <poll.h>
+
+#define H__RAWSRV_MAX 256
+
+struct h_rawsrv {
+	int lfd;
+	int port;
+	char *response;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	bool stop;               /* guarded by mu */
+	char *heads[H__RAWSRV_MAX]; /* guarded by mu */
+	int nheads;              /* guarded by mu */
+};
+
+static bool h__rawsrv_stopping(struct h_rawsrv *s)
+{
+	pthread_mutex_lock(&s->mu);
+	bool stop = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return stop;
+}
+
+/* Reads one request (head, then Content-Length bytes of body), each read
+ * bounded by 2 s; records the head and answers. */
+static void h__rawsrv_serve(struct h_rawsrv *s, int fd)
+{
+	struct buf in;
+	char tmp[4096];
+	size_t head_len = 0, need = 0;
+
+	buf_init(&in);
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 2000) <= 0)
+			break;
+		ssize_t n = read(fd, tmp, sizeof(tmp));
+		if (n <= 0)
+			break;
+		buf_append(&in, tmp, (size_t)n);
+		if (!head_len) {
+			buf_append(&in, "", 1); /* NUL for strstr, dropped below */
+			in.len--;
+			char *end = strstr(in.data, "\r\n\r\n");
+			if (!end)
+				continue;
+			head_len = (size_t)(end - in.data) + 4;
+			const char *cl = strcasestr(in.data, "\r\ncontent-length:");
+			need = head_len + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+		}
+		if (in.len >= need)
+			break;
+	}
+	if (head_len) {
+		pthread_mutex_lock(&s->mu);
+		if (s->nheads < H__RAWSRV_MAX)
+			s->heads[s->nheads++] = xstrndup(in.data, head_len);
+		pthread_mutex_unlock(&s->mu);
+		size_t off = 0, len = strlen(s->response);
+		while (off < len) {
+			ssize_t w = write(fd, s->response + off, len - off);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		shutdown(fd, SHUT_WR);
+		/* Let the client read the answer before the socket goes. */
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		while (poll(&pfd, 1, 500) > 0 && read(fd, tmp, sizeof(tmp)) > 0)
+			;
+	}
+	buf_free(&in);
+	close(fd);
+}
+
+static void *h__rawsrv_main(void *ud)
+{
+	struct h_rawsrv *s = ud;
+
+	while (!h__rawsrv_stopping(s)) {
+		struct pollfd pfd = { s->lfd, POLLIN, 0 };
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			h__rawsrv_serve(s, fd);
+	}
+	return NULL;
+}
+
+static void h__rawsrv_cleanup(void *p)
+{
+	struct h_rawsrv *s = p;
+	h__forget(s);
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	close(s->lfd);
+	for (int i = 0; i < s->nheads; i++)
+		free(s->heads[i]);
+	pthread_mutex_destroy(&s->mu);
+	free(s->response);
+	free(s);
+}
+
+struct h_rawsrv *h_rawsrv_start(const char *response)
+{
+	struct h_rawsrv *s = xcalloc(1, sizeof(*s));
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	s->response = xstrdup(response);
+	pthread_mutex_init(&s->mu, NULL);
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s->lfd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s->lfd, 64), 0);
+	assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sa, &len), 0);
+	s->port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&s->thread, NULL, h__rawsrv_main, s), 0);
+	h__push(h__rawsrv_cleanup, s);
+	return s;
+}
+
+int h_rawsrv_port(struct h_rawsrv *s)
+{
+	return s->port;
+}
+
+int h_rawsrv_count(struct h_rawsrv *s)
+{
+	pthread_mutex_lock(&s->mu);
+	int n = s->nheads;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+char *h_rawsrv_head(struct h_rawsrv *s, int i)
+{
+	char *h = NULL;
+	pthread_mutex_lock(&s->mu);
+	if (i >= 0 && i < s->nheads)
+		h = xstrdup(s->heads[i]);
+	pthread_mutex_unlock(&s->mu);
+	return h;
+}
+
+char *h_http_response(int status, const char *extra_headers, const char *ctype, const char *body)
+{
+	return xasprintf("HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
+			 status, ctype, strlen(body), extra_headers, body);
+}
+
+/* ==== end of the issue 4 block ==== */
+
+/* ==== service and NATS auth (test_service.c, test_natsauth.c) ==== */
+
+#include <poll.h>
+#include <sys/un.h>
+
+extern char **environ;
+
+static bool h__env_inherited(const char *entry)
+{
+	static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+					    "CREDENTIALS_DIRECTORY=", "JOURNAL_STREAM=" };
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(drop); i++)
+		if (!strncmp(entry, drop[i], strlen(drop[i])))
+			return false;
+	return true;
+}
+
+/* h__spawn with an environment. The WATCHDOG_PID entry, when asked for, is
+ * filled in by the child itself (by hand: only async-signal-safe code runs
+ * between fork and exec). */
+static struct h_proc *h__spawn_env(const char *name, char *const argv[], const char *const *extra, bool pid_self)
+{
+	struct h_proc *p = xcalloc(1, sizeof(*p));
+	size_t n = 0, cap = 8;
+	char pidvar[40] = "WATCHDOG_PID=";
+
+	for (char **e = environ; *e; e++)
+		cap++;
+	for (size_t i = 0; extra && extra[i]; i++)
+		cap++;
+	char **envp = xcalloc(cap, sizeof(*envp));
+	for (char **e = environ; *e; e++)
+		if (h__env_inherited(*e))
+			envp[n++] = *e;
+	for (size_t i = 0; extra && extra[i]; i++)
+		envp[n++] = (char *)extra[i];
+	if (pid_self)
+		envp[n++] = pidvar;
+	envp[n] = NULL;
+
+	p->name = xstrdup(name);
+	p->log_path = xasprintf("%s/%s.log", h__tmpdir, name);
+	int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail_msg("open %s: %s", p->log_path, strerror(errno));
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (pid_self) {
+			char digits[16];
+			int nd = 0;
+			for (unsigned long v = (unsigned long)getpid(); v; v /= 10)
+				digits[nd++] = (char)('0' + v % 10);
+			size_t at = strlen(pidvar);
+			while (nd > 0)
+				pidvar[at++] = digits[--nd];
+			pidvar[at] = '\0';
+		}
+		int in = open("/dev/null", O_RDONLY);
+		dup2(in, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		for (int i = 3; i < 1024; i++)
+			close(i);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvpe(argv[0], argv, envp);
+		_exit(127);
+	}
+	close(fd);
+	free(envp);
+	p->pid = pid;
+	h__track_pid(pid);
+	return p;
+}
+
+struct h_daemon *h_daemon_spawn(struct h_nats *n, const char *prefix, json_t *overrides,
+				const struct h_daemon_opts *o)
+{
+	static int seq;
+	static const struct h_daemon_opts none;
+	struct h_daemon *d = xcalloc(1, sizeof(*d));
+
+	if (!o)
+		o = &none;
+	h__push(h__daemon_cleanup, d);
+	d->prefix = xstrdup(prefix);
+	d->name = xasprintf("daemon-%s-s%d", prefix, ++seq);
+	d->cfg_path = xasprintf("%s/%s.json", h__tmpdir, d->name);
+
+	json_error_t err;
+	json_t *cfg = json_load_file("config/dispatcher.json", 0, &err);
+	if (!cfg)
+		fail_msg("config/dispatcher.json: %s (tests run from the repository root)", err.text);
+	json_t *defs = json_pack("{s:{s:i,s:i},s:s,s:s,s:{s:i},s:{s:i,s:i},s:{s:i}}", "nats", "reconnect_wait_ms",
+				 1000, "connect_timeout_ms", 2000, "subject_prefix", prefix, "instance_id", d->name,
+				 "timeouts", "config_request_ms", 300, "stub", "ttft_ms", 50, "inter_token_ms", 5,
+				 "shutdown", "grace_ms", 3000);
+	assert_non_null(defs);
+	if (n)
+		json_object_set_new(json_object_get(defs, "nats"), "servers", json_pack("[s]", n->url));
+	h__json_merge(cfg, defs);
+	json_decref(defs);
+	if (overrides)
+		h__json_merge(cfg, overrides);
+	if (json_dump_file(cfg, d->cfg_path, JSON_INDENT(2)) != 0)
+		fail_msg("cannot write %s", d->cfg_path);
+	json_decref(cfg);
+
+	char *bin = xasprintf("%s/sundynix-dispatcher", h_build());
+	if (access(bin, X_OK) != 0) {
+		free(bin);
+		fail_msg("%s/sundynix-dispatcher is missing (make all)", h_build());
+	}
+	char *argv[] = { bin, "-c", d->cfg_path, o->quiet ? NULL : "-v", NULL };
+	d->proc = h__spawn_env(d->name, argv, o->env, o->watchdog_pid_self);
+	free(bin);
+	d->log_path = xstrdup(d->proc->log_path);
+	return d;
+}
+
+bool h_daemon_wait_ready(struct h_daemon *d, int timeout_ms)
+{
+	unsigned long long end = util_now_ms() + (unsigned long long)timeout_ms;
+	while (!h_file_contains(d->log_path, "dispatcher ready")) {
+		if (util_now_ms() >= end || !h_proc_alive(d->proc)) {
+			h_daemon_dump_log(d);
+			return false;
+		}
+		h_sleep_ms(10);
+	}
+	return true;
+}
+
+void h_daemon_signal(struct h_daemon *d, int sig)
+{
+	if (d->proc->reaped)
+		fail_msg("daemon %s already exited; cannot send signal %d", d->name, sig);
+	kill(d->proc->pid, sig);
+}
+
+int h_daemon_wait_exit(struct h_daemon *d, int timeout_ms)
+{
+	if (!h__reap(d->proc, timeout_ms))
+		return -1;
+	h_assert_no_sanitizer_report(d->log_path);
+	return h__exit_code(d->proc);
+}
+
+void h_daemon_rewrite_config(struct h_daemon *d, json_t *overrides)
+{
+	json_error_t err;
+	json_t *cfg = json_load_file(d->cfg_path, 0, &err);
+	if (!cfg)
+		fail_msg("%s: %s", d->cfg_path, err.text);
+	h__json_merge(cfg, overrides);
+	/* Write aside and rename, as an editor would: the daemon never reads a
+	 * half-written file. */
+	char *tmp = xasprintf("%s.new", d->cfg_path);
+	if (json_dump_file(cfg, tmp, JSON_INDENT(2)) != 0 || rename(tmp, d->cfg_path) != 0)
+		fail_msg("cannot rewrite %s", d->cfg_path);
+	free(tmp);
+	json_decref(cfg);
+}
+
+void h_nats_halt(struct h_nats *n)
+{
+	if (!n->proc)
+		return;
+	h_proc_stop(n->proc, 5000);
+	h_proc_free(n->proc);
+	n->proc = NULL;
+}
+
+void h_nats_resume(struct h_nats *n)
+{
+	if (!n->proc)
+		h__nats_spawn(n);
+}
+
+struct h_client *h_client_connect_auth(struct h_nats *n, const char *prefix, const struct h_client_auth *a)
+{
+	natsOptions *o = NULL;
+	struct h_client *c = xcalloc(1, sizeof(*c));
+	c->prefix = xstrdup(prefix);
+	assert_int_equal(natsOptions_Create(&o), NATS_OK);
+	assert_int_equal(natsOptions_SetURL(o, n->url), NATS_OK);
+	assert_int_equal(natsOptions_SetAllowReconnect(o, true), NATS_OK);
+	assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
+	assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
+	assert_int_equal(natsOptions_SetReconnectJitter(o, 0, 0), NATS_OK);
+	assert_int_equal(natsOptions_SetTimeout(o, 2000), NATS_OK);
+	if (a && a->user)
+		assert_int_equal(natsOptions_SetUserInfo(o, a->user, a->password), NATS_OK);
+	if (a && a->token)
+		assert_int_equal(natsOptions_SetToken(o, a->token), NATS_OK);
+	if (a && a->ca_file) {
+		assert_int_equal(natsOptions_SetSecure(o, true), NATS_OK);
+		assert_int_equal(natsOptions_LoadCATrustedCertificates(o, a->ca_file), NATS_OK);
+	}
+	if (a && a->cert_file)
+		assert_int_equal(natsOptions_LoadCertificatesChain(o, a->cert_file, a->key_file), NATS_OK);
+	natsStatus s = natsConnection_Connect(&c->nc, o);
+	natsOptions_Destroy(o);
+	if (s != NATS_OK) {
+		free(c->prefix);
+		free(c);
+		fail_msg("connect to %s%s%s: %s", n->url, a && a->user ? " as " : "", a && a->user ? a->user : "",
+			 natsStatus_GetText(s));
+	}
+	h__push(h__client_cleanup, c);
+	return c;
+}
+
+natsStatus h_request(struct h_client *c, const char *subject_suffix, const char *body, int timeout_ms,
+		     char **reply)
+{
+	natsMsg *msg = NULL;
+	char subj[256];
+	snprintf(subj, sizeof(subj), "%s.%s", c->prefix, subject_suffix);
+	*reply = NULL;
+	natsStatus s = natsConnection_RequestString(&msg, c->nc, subj, body, timeout_ms);
+	if (s == NATS_OK) {
+		*reply = xstrndup(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+		natsMsg_Destroy(msg);
+	}
+	return s;
+}
+
+struct h_notify {
+	int fd;
+	char *path;
+	struct buf seen;
+};
+
+static void h__notify_cleanup(void *p)
+{
+	struct h_notify *nf = p;
+	h__forget(nf);
+	close(nf->fd);
+	unlink(nf->path);
+	free(nf->path);
+	buf_free(&nf->seen);
+	free(nf);
+}
+
+struct h_notify *h_notify_open(const char *name)
+{
+	struct h_notify *nf = xcalloc(1, sizeof(*nf));
+	struct sockaddr_un sa;
+
+	nf->path = xasprintf("%s/%s.sock", h__tmpdir, name);
+	if (strlen(nf->path) >= sizeof(sa.sun_path))
+		fail_msg("notify socket path too long: %s", nf->path);
+	buf_init(&nf->seen);
+	buf_reserve(&nf->seen, 0);
+	nf->seen.data[0] = '\0';
+	nf->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(nf->fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", nf->path);
+	unlink(nf->path);
+	if (bind(nf->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		fail_msg("bind %s: %s", nf->path, strerror(errno));
+	h__push(h__notify_cleanup, nf);
+	return nf;
+}
+
+const char *h_notify_path(struct h_notify *nf)
+{
+	return nf->path;
+}
+
+/* One datagram within timeout_ms (malloc'ed text), or NULL. */
+static char *h__notify_recv(struct h_notify *nf, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = nf->fd, .events = POLLIN };
+	char data[4096];
+
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	int r = poll(&pfd, 1, timeout_ms);
+	if (r <= 0)
+		return NULL;
+	ssize_t n = recv(nf->fd, data, sizeof(data) - 1, 0);
+	if (n < 0)
+		return NULL;
+	data[n] = '\0';
+	buf_printf(&nf->seen, "[%llu] ", util_now_ms() - h__t0);
+	for (ssize_t i = 0; i < n; i++)
+		buf_append_char(&nf->seen, data[i] == '\n' ? '|' : data[i]);
+	buf_append_char(&nf->seen, '\n');
+	return xstrndup(data, (size_t)n);
+}
+
+static bool h__has_line(const char *text, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, prefix, pl))
+			return true;
+	return false;
+}
+
+char *h_notify_wait(struct h_notify *nf, const char *line_prefix, int timeout_ms)
+{
+	unsigned long long end = util_now_ms() + (unsigned long long)timeout_ms;
+	for (;;) {
+		unsigned long long now = util_now_ms();
+		if (now >= end)
+			return NULL;
+		char *dg = h__notify_recv(nf, (int)(end - now));
+		if (dg && h__has_line(dg, line_prefix))
+			return dg;
+		free(dg);
+	}
+}
+
+size_t h_notify_count_for(struct h_notify *nf, const char *line_prefix, int window_ms)
+{
+	unsigned long long end = util_now_ms() + (unsigned long long)window_ms;
+	size_t n = 0;
+	for (;;) {
+		unsigned long long now = util_now_ms();
+		if (now >= end)
+			return n;
+		char *dg = h__notify_recv(nf, (int)(end - now));
+		if (dg && h__has_line(dg, line_prefix))
+			n++;
+		free(dg);
+	}
+}
+
+const char *h_notify_seen(struct h_notify *nf)
+{
+	return nf->seen.data;
+}
+
+void h_notify_close(struct h_notify *nf)
+{
+	h__notify_cleanup(nf);
+}
+
+void h_sh(const char *log_name, const char *fmt, ...)
+{
+	va_list ap;
+	char cmd[4096];
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	char *log = xasprintf("%s/%s.log", h__tmpdir, log_name);
+	char *full = xasprintf("(%s) >>'%s' 2>&1", cmd, log);
+	int rc = system(full);
+	free(full);
+	if (rc != 0) {
+		char *out = h_read_file(log, NULL);
+		fprintf(stderr, "---- %s ----\n%s---- end ----\n", log, out ? out : "");
+		free(out);
+		free(log);
+		fail_msg("command failed (status %d): %s", rc, cmd);
+	}
+	free(log);
+}
+
+/* ==== end of service and NATS auth ==== */

@@ -199,4 +199,91 @@ const char *h_corpus_dir(void);
  * for connect timeouts. Returns the port; the fds are closed at teardown. */
 int h_blackhole_port(void);
 
+/* ==== service and NATS auth (test_service.c, test_natsauth.c) ==== */
+
+/* How h_daemon_spawn runs the daemon. */
+struct h_daemon_opts {
+	const char *const *env; /* extra "NAME=value" entries, NULL-terminated; may be NULL */
+	bool watchdog_pid_self; /* add WATCHDOG_PID=<the daemon's own pid> */
+	bool quiet;		/* no -v: the config's log.level rules */
+};
+/* Like h_daemon_start (same generated config; n may be NULL when overrides
+ * set nats.servers) but does not wait for "dispatcher ready". The daemon
+ * never inherits NOTIFY_SOCKET, WATCHDOG_*, CREDENTIALS_DIRECTORY or
+ * JOURNAL_STREAM from the test; o->env sets them. o may be NULL. */
+struct h_daemon *h_daemon_spawn(struct h_nats *n, const char *prefix, json_t *overrides,
+				const struct h_daemon_opts *o);
+/* Waits for "dispatcher ready" in the log; dumps the log on failure. */
+bool h_daemon_wait_ready(struct h_daemon *d, int timeout_ms);
+void h_daemon_signal(struct h_daemon *d, int sig);
+/* Waits for the daemon to exit by itself. Returns its exit status (or 128 +
+ * signal), -1 when it is still running after timeout_ms. Fails the test on a
+ * sanitizer report. */
+int h_daemon_wait_exit(struct h_daemon *d, int timeout_ms);
+/* Rewrites the daemon's config file: what it holds now with overrides merged
+ * in (borrowed). */
+void h_daemon_rewrite_config(struct h_daemon *d, json_t *overrides);
+
+/* Stops nats-server but keeps its port, so it can come back with
+ * h_nats_resume. */
+void h_nats_halt(struct h_nats *n);
+void h_nats_resume(struct h_nats *n);
+
+/* A client that authenticates; any field may be NULL. A ca_file turns TLS on. */
+struct h_client_auth {
+	const char *user, *password, *token;
+	const char *ca_file, *cert_file, *key_file;
+};
+struct h_client *h_client_connect_auth(struct h_nats *n, const char *prefix, const struct h_client_auth *a);
+/* A request on <prefix>.<subject_suffix> that may fail: returns the status,
+ * and on NATS_OK the reply text in *reply (caller frees). */
+natsStatus h_request(struct h_client *c, const char *subject_suffix, const char *body, int timeout_ms,
+		     char **reply);
+
+/* An AF_UNIX datagram socket in the temporary directory standing in for
+ * systemd's notify socket. Every datagram received is kept (see
+ * h_notify_seen), with its arrival time. */
+struct h_notify;
+struct h_notify *h_notify_open(const char *name);
+const char *h_notify_path(struct h_notify *nf);
+/* Reads datagrams until one has a line starting with line_prefix; returns a
+ * copy of that datagram (caller frees) or NULL after timeout_ms. The
+ * datagrams read before it are consumed. */
+char *h_notify_wait(struct h_notify *nf, const char *line_prefix, int timeout_ms);
+/* Reads for window_ms and counts the datagrams having a line starting with
+ * line_prefix. */
+size_t h_notify_count_for(struct h_notify *nf, const char *line_prefix, int window_ms);
+/* Everything received so far, one "[ms] text" line per datagram (newlines in
+ * a datagram shown as '|'). Owned by nf. */
+const char *h_notify_seen(struct h_notify *nf);
+void h_notify_close(struct h_notify *nf);
+
+/* Runs a shell command (sh -c) with output to <tmpdir>/<log_name>.log; fails
+ * the test unless it exits 0. */
+void h_sh(const char *log_name, const char *fmt, ...) UTIL_PRINTF(2, 3);
+
+/* ==== end of service and NATS auth ==== */
+
 #endif
+
+/* ==== appended for test_pool / test_providers (issue 4) ==== */
+
+/* A loopback HTTP server on its own thread that answers every request with
+ * `response` verbatim (status line, headers and body, so any header can be
+ * sent, e.g. Retry-After or Connection: close) and then closes the
+ * connection. It records each request's head (request line and headers), so
+ * a test can check headers and query strings the mock does not record.
+ * Stopped at teardown. */
+struct h_rawsrv;
+struct h_rawsrv *h_rawsrv_start(const char *response);
+int h_rawsrv_port(struct h_rawsrv *s);
+/* Requests whose head was read so far. */
+int h_rawsrv_count(struct h_rawsrv *s);
+/* A copy of request i's head (caller frees), or NULL. */
+char *h_rawsrv_head(struct h_rawsrv *s, int i);
+/* An HTTP/1.1 response with the given status, extra header lines (each
+ * ending in \r\n, may be ""), content type and body, with Content-Length
+ * and Connection: close. Caller frees. */
+char *h_http_response(int status, const char *extra_headers, const char *ctype, const char *body);
+
+/* ==== end of the issue 4 block ==== */
