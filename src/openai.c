@@ -208,7 +208,6 @@ enum fp_field {
 };
 
 #define FP_MAX_DEPTH 32
-#define FP_KEY_MAX 32
 
 struct fp {
 	const unsigned char *p, *end;
@@ -278,6 +277,12 @@ static void fp__put_utf8(struct buf *b, unsigned cp)
 	buf_append(b, u, n);
 }
 
+/* Byte classes inside a JSON string: 0 copies as is; 1 ends a run (quote,
+ * backslash, control byte); 2 starts a UTF-8 sequence to validate. */
+static const unsigned char fp__class[256] = {
+	[0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+};
+
 /* A string at f->p (on the opening quote). With dst, its decoded bytes are
  * appended there (plus a NUL) and *n gets their count. key: a NUL decoded
  * inside is a decline (jansson refuses NUL in keys). 0, or -1 to decline. */
@@ -288,7 +293,7 @@ static int fp__string(struct fp *f, struct buf *dst, size_t *n, bool key)
 
 	for (;;) {
 		const unsigned char *run = p;
-		while (p < f->end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+		while (p < f->end && !fp__class[*p])
 			p++;
 		if (dst && p > run)
 			buf_append(dst, run, (size_t)(p - run));
@@ -379,41 +384,46 @@ static int fp__number(struct fp *f, long long *ival)
 
 static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count);
 
-/* Which field or child context a key selects in ctx; bit is its "seen" bit. */
-static void fp__route(enum fp_ctx ctx, const char *k, int *field, enum fp_ctx *child, int *count, int *bit)
+/* Which field or child context a key (raw bytes, no escapes) selects in ctx;
+ * bit is its "seen" bit. */
+static void fp__route(enum fp_ctx ctx, const unsigned char *k, size_t klen, int *field, enum fp_ctx *child,
+		      int *count, int *bit)
 {
+#define R(c, key, fl, ch, cn) { c, key, sizeof(key) - 1, fl, ch, cn }
 	static const struct {
 		enum fp_ctx ctx;
 		const char *key;
+		size_t len;
 		int field;
 		enum fp_ctx child;
 		int count;
 	} routes[] = {
-		{ FP_ROOT, "model", FPF_MODEL, FP_SKIP, -1 },
-		{ FP_ROOT, "choices", -1, FP_CHOICES, -1 },
-		{ FP_ROOT, "usage", -1, FP_USAGE, 0 },
-		{ FP_ROOT, "x_groq", -1, FP_XGROQ, -1 },
-		{ FP_ROOT, "error", FPF_ERROR_STR, FP_ERROR, -1 },
-		{ FP_ROOT, "object", FPF_OBJECT, FP_SKIP, -1 },
-		{ FP_ROOT, "message", FPF_MESSAGE, FP_SKIP, -1 },
-		{ FP_CHOICE0, "finish_reason", FPF_FINISH, FP_SKIP, -1 },
-		{ FP_CHOICE0, "delta", -1, FP_DELTA, -1 },
-		{ FP_DELTA, "content", FPF_CONTENT, FP_SKIP, -1 },
-		{ FP_DELTA, "reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1 },
-		{ FP_DELTA, "reasoning", FPF_REASONING, FP_SKIP, -1 },
-		{ FP_USAGE, "prompt_tokens", -1, FP_SKIP, 0 },
-		{ FP_USAGE, "completion_tokens", -1, FP_SKIP, 1 },
-		{ FP_USAGE, "total_tokens", -1, FP_SKIP, 2 },
-		{ FP_XGROQ, "usage", -1, FP_USAGE, 1 },
-		{ FP_ERROR, "message", FPF_ERROR_MSG, FP_SKIP, -1 },
+		R(FP_ROOT, "model", FPF_MODEL, FP_SKIP, -1),
+		R(FP_ROOT, "choices", -1, FP_CHOICES, -1),
+		R(FP_ROOT, "usage", -1, FP_USAGE, 0),
+		R(FP_ROOT, "x_groq", -1, FP_XGROQ, -1),
+		R(FP_ROOT, "error", FPF_ERROR_STR, FP_ERROR, -1),
+		R(FP_ROOT, "object", FPF_OBJECT, FP_SKIP, -1),
+		R(FP_ROOT, "message", FPF_MESSAGE, FP_SKIP, -1),
+		R(FP_CHOICE0, "finish_reason", FPF_FINISH, FP_SKIP, -1),
+		R(FP_CHOICE0, "delta", -1, FP_DELTA, -1),
+		R(FP_DELTA, "content", FPF_CONTENT, FP_SKIP, -1),
+		R(FP_DELTA, "reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1),
+		R(FP_DELTA, "reasoning", FPF_REASONING, FP_SKIP, -1),
+		R(FP_USAGE, "prompt_tokens", -1, FP_SKIP, 0),
+		R(FP_USAGE, "completion_tokens", -1, FP_SKIP, 1),
+		R(FP_USAGE, "total_tokens", -1, FP_SKIP, 2),
+		R(FP_XGROQ, "usage", -1, FP_USAGE, 1),
+		R(FP_ERROR, "message", FPF_ERROR_MSG, FP_SKIP, -1),
 	};
+#undef R
 
 	*field = -1;
 	*child = FP_SKIP;
 	*count = -1;
 	*bit = -1;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
-		if (routes[i].ctx == ctx && !strcmp(routes[i].key, k)) {
+		if (routes[i].ctx == ctx && routes[i].len == klen && !memcmp(routes[i].key, k, klen)) {
 			*field = routes[i].field;
 			*child = routes[i].child;
 			*count = routes[i].count;
@@ -435,38 +445,26 @@ static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 		return 0;
 	}
 	for (;;) {
-		char key[FP_KEY_MAX + 2]; /* the key and its NUL, never more */
-		struct buf kb = { key, 0, sizeof(key) };
 		int field = -1, bit = -1, cnt = -1;
 		enum fp_ctx child = FP_SKIP;
-		size_t klen = 0;
 
 		fp__skip_ws(f);
 		if (f->p >= f->end || *f->p != '"')
 			return -1;
-		if (ctx == FP_SKIP) {
+		const unsigned char *k = f->p + 1, *q = k;
+		while (q < f->end && !fp__class[*q])
+			q++;
+		if (q < f->end && *q == '"') {
+			/* The common case: a plain ASCII key, matched in place. */
+			if (ctx != FP_SKIP)
+				fp__route(ctx, k, (size_t)(q - k), &field, &child, &cnt, &bit);
+			f->p = q + 1;
+		} else {
 			if (fp__string(f, NULL, NULL, true) < 0)
 				return -1;
-		} else {
-			/* Keys are short; a long one cannot be ours, so only
-			 * validate it. kb lives on the stack and must never grow. */
-			const unsigned char *save = f->p;
-			const unsigned char *q = f->p + 1;
-			while (q < f->end && *q != '"' && *q != '\\' && q - f->p <= FP_KEY_MAX)
-				q++;
-			if (q < f->end && *q == '"' && q - f->p <= FP_KEY_MAX) {
-				if (fp__string(f, &kb, &klen, true) < 0)
-					return -1;
-				fp__route(ctx, key, &field, &child, &cnt, &bit);
-			} else {
-				f->p = save;
-				if (fp__string(f, NULL, NULL, true) < 0)
-					return -1;
-				/* An escaped key could still spell one of ours. */
-				for (const unsigned char *r = save + 1; r < f->p - 1; r++)
-					if (*r == '\\')
-						return -1;
-			}
+			/* An escaped key could still spell one of ours. */
+			if (ctx != FP_SKIP && memchr(k, '\\', (size_t)(f->p - 1 - k)))
+				return -1;
 		}
 		if (bit >= 0) {
 			if (seen & (1ull << bit))

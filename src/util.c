@@ -183,60 +183,63 @@ size_t util_utf8_seqlen(const char *s, size_t avail)
 void buf_append_json_str(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i = 0;
+	/* 0: copy; 1: needs an escape; 2: non-ASCII, validate. */
+	static const unsigned char cls[256] = {
+		[0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+	};
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	char *o;
 
-	/* Worst case is 6 output bytes per input byte; reserve for the common
-	 * case and let buf_append grow for the rest. */
-	buf_reserve(b, n + 2);
-	buf_append_char(b, '"');
-	while (i < n) {
-		size_t run = i;
-		/* Copy the longest run that needs no escaping in one go. */
-		while (run < n) {
-			unsigned char c = (unsigned char)s[run];
-			if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
-				break;
-			run++;
-		}
-		if (run > i) {
-			buf_append(b, s + i, run - i);
-			i = run;
+	/* Reserve for the worst case (every byte a \u00XX escape) once, so the
+	 * loop below writes without a bounds check per byte. */
+	buf_reserve(b, 6 * n + 2);
+	o = b->data + b->len;
+	*o++ = '"';
+	while (p < end) {
+		const unsigned char *run = p;
+		while (p < end && !cls[*p])
+			p++;
+		if (p > run) {
+			memcpy(o, run, (size_t)(p - run));
+			o += p - run;
 			continue;
 		}
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x80) {
-			size_t len = util__utf8_valid((const unsigned char *)s + i, n - i);
+		unsigned char c = *p;
+		if (cls[c] == 2) {
+			size_t len = util__utf8_valid(p, (size_t)(end - p));
 			if (len) {
-				buf_append(b, s + i, len);
-				i += len;
+				memcpy(o, p, len);
+				o += len;
+				p += len;
 			} else {
-				buf_append(b, "\xef\xbf\xbd", 3);
-				i++;
+				/* U+FFFD: 3 bytes for 1, within the 6-per-byte budget. */
+				memcpy(o, "\xef\xbf\xbd", 3);
+				o += 3;
+				p++;
 			}
 			continue;
 		}
-		char esc[7] = { '\\', 0 };
-		size_t elen = 2;
+		*o++ = '\\';
 		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
 		default:
-			esc[1] = 'u';
-			esc[2] = '0';
-			esc[3] = '0';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 0xf];
-			elen = 6;
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 0xf];
 		}
-		buf_append(b, esc, elen);
-		i++;
+		p++;
 	}
-	buf_append_char(b, '"');
+	*o++ = '"';
+	b->len = (size_t)(o - b->data);
+	b->data[b->len] = '\0';
 }
 
 void util_mask_secret(const char *key, char *out, size_t outlen)
