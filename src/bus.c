@@ -58,6 +58,69 @@ struct bus {
 	bool async_closed;
 };
 
+/* Write coalescing. nats.c asks the adapter for write interest whenever its
+ * outgoing buffer goes from empty to non-empty: on a busy loop that is every
+ * iteration, each costing a write() and two epoll_ctl() (and on loopback the
+ * write also pays for the server's receive path). nats.c's own flusher
+ * thread, which the event loop mode replaces, waits a moment to coalesce; we
+ * do the same on the loop: a flush starts at once if none started in the last
+ * BUS_COALESCE_MS, else when that much time has passed. Calls from other
+ * threads (a flush on the worker, the reconnect thread) pass straight
+ * through. One bus per process, so the state is static. */
+#define BUS_COALESCE_MS 1
+
+static struct {
+	uv_timer_t timer;
+	uv_thread_t loop_thread;
+	void *nle;   /* the adapter's state, for the deferred call */
+	bool armed;  /* a deferred add is pending */
+	uint64_t last_ms;
+} bus__wb;
+
+static void bus__wb_fire(uv_timer_t *t)
+{
+	(void)t;
+	bus__wb.armed = false;
+	bus__wb.last_ms = uv_now(bus__wb.timer.loop);
+	natsLibuv_Write(bus__wb.nle, true);
+}
+
+static natsStatus bus__write(void *nle, bool add)
+{
+	uv_thread_t self = uv_thread_self();
+
+	if (!uv_thread_equal(&self, &bus__wb.loop_thread))
+		return natsLibuv_Write(nle, add);
+	if (!add) {
+		uv_timer_stop(&bus__wb.timer);
+		bus__wb.armed = false;
+		return natsLibuv_Write(nle, false);
+	}
+	uint64_t now = uv_now(bus__wb.timer.loop);
+	if (!bus__wb.armed && now - bus__wb.last_ms >= BUS_COALESCE_MS) {
+		bus__wb.last_ms = now;
+		return natsLibuv_Write(nle, true);
+	}
+	bus__wb.nle = nle;
+	if (!bus__wb.armed) {
+		bus__wb.armed = true;
+		uv_timer_start(&bus__wb.timer, bus__wb_fire, BUS_COALESCE_MS, 0);
+	}
+	return NATS_OK;
+}
+
+static natsStatus bus__detach(void *nle)
+{
+	uv_thread_t self = uv_thread_self();
+
+	/* The adapter frees nle once detached: no deferred call may follow. */
+	if (uv_thread_equal(&self, &bus__wb.loop_thread)) {
+		uv_timer_stop(&bus__wb.timer);
+		bus__wb.armed = false;
+	}
+	return natsLibuv_Detach(nle);
+}
+
 static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
 {
 	struct bus_item *it = xmalloc(sizeof(*it));
@@ -227,8 +290,8 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
 	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
-					     natsLibuv_Detach);
+		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, bus__write,
+					     bus__detach);
 	if (s == NATS_OK)
 		s = natsOptions_SetRetryOnFailedConnect(o, true, bus__on_connected, b);
 	if (s == NATS_OK)
@@ -314,6 +377,8 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 
 	natsLibuv_Init();
 	natsLibuv_SetThreadLocalLoop(loop);
+	bus__wb.loop_thread = uv_thread_self();
+	uv_timer_init(loop, &bus__wb.timer);
 	if (bus__options(b, cfg, err, errlen) < 0)
 		goto fail;
 	s = natsConnection_Connect(&b->nc, b->opts);
@@ -409,6 +474,8 @@ void bus_close(struct bus *b)
 	if (!b)
 		return;
 	b->closing = true;
+	uv_timer_stop(&bus__wb.timer);
+	uv_close((uv_handle_t *)&bus__wb.timer, NULL);
 	if (b->nc)
 		natsConnection_Close(b->nc);
 	for (int i = 0; i < BUS_SUB_COUNT; i++)

@@ -63,6 +63,7 @@ static void http__on_sweep(uv_timer_t *t)
 struct http_sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
+	int events; /* what the poll handle watches now */
 	struct http *http;
 };
 
@@ -159,7 +160,12 @@ static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, 
 		events |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
 		events |= UV_WRITABLE;
-	uv_poll_start(&s->poll, events, http__on_poll);
+	/* curl repeats itself; uv_poll_start always deletes the fd from epoll
+	 * and adds it back, two syscalls per call, so skip the no-ops. */
+	if (events != s->events) {
+		uv_poll_start(&s->poll, events, http__on_poll);
+		s->events = events;
+	}
 	return 0;
 }
 

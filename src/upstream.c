@@ -21,6 +21,7 @@
 #include "sse.h"
 
 #define UPSTREAM_ERRBODY_MAX (64 * 1024)
+#define UPSTREAM_RECV_BUFFER 4096L
 #define UPSTREAM_MSG_MAX 512
 #define UPSTREAM_AZURE_API_VERSION "2024-10-21"
 #define UPSTREAM_RETRY_AFTER_MAX_MS 60000ull
@@ -399,6 +400,9 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, u);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	/* Chunks are a few hundred bytes; curl's default 16 KiB receive buffer
+	 * per stream is most of a stream's memory at 10k streams. */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UPSTREAM_RECV_BUFFER);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sundynix-dispatcher/" SUNDYNIX_VERSION);
 	free(url);
 

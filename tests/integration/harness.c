@@ -1904,4 +1904,24 @@ void h_sh(const char *log_name, const char *fmt, ...)
 	free(log);
 }
 
+void h_exit(int rc)
+{
+	h__unwind(0);
+	for (int i = 0; i < H_MAX_PIDS; i++) {
+		if (h__pids[i] > 0) {
+			kill(h__pids[i], SIGKILL);
+			waitpid(h__pids[i], NULL, 0);
+		}
+	}
+	if (h__tmpdir[0] && !getenv("H_KEEP_TMP")) {
+		char *cmd = xasprintf("rm -rf '%s'", h__tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "harness: could not remove %s\n", h__tmpdir);
+		free(cmd);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	_exit(rc);
+}
+
 /* ==== end of service and NATS auth ==== */

@@ -262,6 +262,13 @@ void h_notify_close(struct h_notify *nf);
  * the test unless it exits 0. */
 void h_sh(const char *log_name, const char *fmt, ...) UTIL_PRINTF(2, 3);
 
+/* Cleans up as at exit (processes, temporary directory) and _exits with rc,
+ * skipping nats_Close and the atexit handlers: libnats 3.4 frees OpenSSL's
+ * compression methods in nats_Close without clearing them, so OpenSSL's own
+ * atexit cleanup then crashes in any process that used TLS
+ * (nats-io/nats.c#904). */
+void h_exit(int rc) __attribute__((noreturn));
+
 /* ==== end of service and NATS auth ==== */
 
 #endif
