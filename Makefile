@@ -27,7 +27,7 @@ override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
 PURE_MODS   := util log config contract modelcfg prompt sse openai
-DAEMON_MODS := pool bus http upstream probe stub request main
+DAEMON_MODS := metrics pool bus http upstream probe stub request main
 CTL_MODS    := sundynixctl
 
 PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)

@@ -152,7 +152,7 @@ EOF
 		wait_log "$dir/daemon.log" "model config applied: model=mock-model" 10 ||
 			fail "model config not applied ($dir/daemon.log)"
 	fi
-	write_config warn
+	write_config notice
 	kill -HUP "$DAEMON_PID"
 	wait_log "$dir/daemon.log" "reload: log.level changed" 10 || fail "reload not seen ($dir/daemon.log)"
 	# One request end to end before measuring: the path works and is warm.
@@ -164,6 +164,8 @@ EOF
 	local rss0 cpu0 cpu1 hwm nats0 nats1 mock0=0 mock1=0
 	rss0=$(status_kb "$DAEMON_PID" VmRSS)
 	echo 5 >"/proc/$DAEMON_PID/clear_refs" # resets VmHWM to the current RSS
+	kill -USR1 "$DAEMON_PID" # logs the warm-up's chunk latencies and starts a new histogram
+	wait_log "$dir/daemon.log" "chunk-latency histogram" 10 || fail "no histogram line ($dir/daemon.log)"
 	cpu0=$(cpu_ticks "$DAEMON_PID")
 	nats0=$(cpu_ticks "$NATS_PID")
 	[ -n "$MOCK_PID" ] && mock0=$(cpu_ticks "$MOCK_PID")
@@ -179,6 +181,13 @@ EOF
 	run=$(tail -n 1 "$dir/nats.json")
 	[ -n "$run" ] || run=null
 	[ -n "$mock_url" ] && mstats=$(curl -fsS "$mock_url/_mock/stats")
+	# The measured phase's chunk latencies (SIGUSR1: log and start anew).
+	kill -USR1 "$DAEMON_PID"
+	local n=0
+	while [ "$(grep -c "chunk-latency histogram" "$dir/daemon.log")" -lt 2 ] && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
 
 	local drc
 	stop_pid "$DAEMON_PID"
@@ -187,11 +196,11 @@ EOF
 	stop_pid "$MOCK_PID"
 	MOCK_PID=
 
-	# HOOK: the daemon's per-chunk latency histogram (curl write callback ->
-	# NATS publish). The daemon does not have it yet; when it logs a line
-	# starting "chunk-latency histogram" (at exit), it is printed here as is.
+	# The daemon's per-chunk overhead (curl write callback -> NATS publish)
+	# during the measured phase: the second histogram line (the first was the
+	# warm-up's, the third is the empty one logged at exit).
 	local hist
-	hist=$(grep -F "chunk-latency histogram" "$dir/daemon.log" | tail -n 1 || true)
+	hist=$(grep -F "chunk-latency histogram" "$dir/daemon.log" | sed -n 2p || true)
 	[ -n "$hist" ] && echo "${hist#*chunk-latency histogram}" >"$dir/histogram.txt"
 
 	python3 - "$name" "$streams" "$requests" "$tokens" "$inter" "$TICK" "$cpu0" "$cpu1" "$rss0" "$hwm" \

@@ -23,6 +23,7 @@
 #include "contract.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "modelcfg.h"
 #include "pool.h"
 #include "probe.h"
@@ -53,7 +54,7 @@ static struct dispatcher {
 	uv_timer_t status_timer;
 	uv_timer_t probe_timer;
 	uv_idle_t shutdown_idle; /* runs the next shutdown step outside any callback chain */
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	char last_status[256];
 } d;
 
@@ -164,6 +165,7 @@ static void main__on_config_timer(uv_timer_t *t)
 }
 
 static void main__teardown(void);
+static void main__log_metrics(void);
 
 static void main__on_probe_answer(void *ud, const char *json, size_t len)
 {
@@ -322,6 +324,8 @@ static void main__on_signal(uv_signal_t *s, int signum)
 	(void)s;
 	if (signum == SIGHUP)
 		main__reload();
+	else if (signum == SIGUSR1)
+		main__log_metrics();
 	else
 		main__drain();
 }
@@ -393,6 +397,18 @@ static void main__close_cb(uv_handle_t *h)
 	(void)h;
 }
 
+static void main__log_metrics(void)
+{
+	struct buf b;
+
+	buf_init(&b);
+	metrics_format(&metrics_chunk_latency, &b);
+	log_notice(NULL, "chunk-latency histogram (curl write callback to NATS publish): %s", b.data);
+	buf_free(&b);
+	/* Each report covers the time since the previous one (SIGUSR1). */
+	memset(&metrics_chunk_latency, 0, sizeof(metrics_chunk_latency));
+}
+
 static void main__teardown(void)
 {
 	static bool done;
@@ -410,6 +426,7 @@ static void main__teardown(void)
 	uv_close((uv_handle_t *)&d.sig_term, main__close_cb);
 	uv_close((uv_handle_t *)&d.sig_int, main__close_cb);
 	uv_close((uv_handle_t *)&d.sig_hup, main__close_cb);
+	uv_close((uv_handle_t *)&d.sig_usr1, main__close_cb);
 	requests_free(d.requests);
 	d.requests = NULL;
 	probe_cancel_all();
@@ -417,6 +434,7 @@ static void main__teardown(void)
 	d.http = NULL;
 	bus_close(d.bus);
 	d.bus = NULL;
+	main__log_metrics();
 	log_info(NULL, "stopped");
 }
 
@@ -517,6 +535,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sig_term, main__on_signal, SIGTERM);
 	uv_signal_start(&d.sig_int, main__on_signal, SIGINT);
 	uv_signal_start(&d.sig_hup, main__on_signal, SIGHUP);
+	uv_signal_init(d.loop, &d.sig_usr1);
+	uv_signal_start(&d.sig_usr1, main__on_signal, SIGUSR1);
 
 	d.bus = bus_open(d.loop, &d.cfg, main__on_bus, NULL, err, sizeof(err));
 	if (!d.bus) {

@@ -17,6 +17,7 @@
 #include "contract.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "modelcfg.h"
 #include "sse.h"
 
@@ -59,6 +60,7 @@ struct upstream {
 	bool has_usage;
 	struct openai_usage usage;
 
+	uint64_t chunk_t0; /* uv_hrtime when the current bytes arrived */
 	unsigned long long total_deadline;
 	long long connect_ms, first_token_ms, idle_ms, total_ms;
 };
@@ -166,10 +168,12 @@ static int upstream__on_event(void *ud, const struct sse_event *ev)
 	if (c.reasoning) {
 		u->got_token = true;
 		u->cbs->delta(u->ud, UPSTREAM_REASONING, c.reasoning, c.reasoning_len);
+		metrics_record(&metrics_chunk_latency, uv_hrtime() - u->chunk_t0);
 	}
 	if (c.content) {
 		u->got_token = true;
 		u->cbs->delta(u->ud, UPSTREAM_TOKEN, c.content, c.content_len);
+		metrics_record(&metrics_chunk_latency, uv_hrtime() - u->chunk_t0);
 	}
 	if (c.finish_reason)
 		snprintf(u->finish_reason, sizeof(u->finish_reason), "%s", c.finish_reason);
@@ -198,6 +202,7 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 
 	if (u->state == UP_ENDED)
 		return n; /* after [DONE]: drain quietly so the connection is reused */
+	u->chunk_t0 = uv_hrtime();
 	if (!u->status) {
 		char *ct = NULL;
 		curl_easy_getinfo(u->x.easy, CURLINFO_RESPONSE_CODE, &u->status);
