@@ -60,5 +60,8 @@ void pool_observe(struct pool *p, struct pool_ep *ep, enum pool_outcome o, uint6
 void pool_prune(struct pool *p, const struct modelcfg *active);
 /* The health entry for a base_url, or NULL (for tests and status). */
 struct pool_ep *pool_find(struct pool *p, const char *base_url);
+/* The health entry for a base_url, made on first use (the active probe
+ * observes replicas no request has used yet). */
+struct pool_ep *pool_get(struct pool *p, const char *base_url);
 
 #endif

@@ -2,7 +2,8 @@
  * Handles LF/CR/CRLF (including a CR at the end of one feed and LF at the start
  * of the next), a leading BOM, "data:" with or without the space, multi-line
  * data joined with "\n", comments, event/id/retry/unknown fields, and a line
- * cap. Feeding one byte at a time yields exactly the events of one big feed.
+ * cap. One extension: an "error:" field (llama.cpp's server sends its
+ * mid-stream failures so) counts as a data line and types the event "error". Feeding one byte at a time yields exactly the events of one big feed.
  * As WHATWG says, a lone "data:" line is an event with empty data, and a
  * blank line with no data line before it dispatches nothing.
  * The parser owns its buffers; event pointers are valid only during the

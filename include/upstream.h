@@ -44,7 +44,7 @@ struct upstream_params {
 	int provider;         /* enum modelcfg_provider: selects URL and auth quirks */
 	const char *model;    /* azure: the deployment, part of the path */
 	const char *api_version; /* azure: api-version ("" = default) */
-	const char *body;     /* request body; copied */
+	struct rcstr *body;   /* request body; the upstream takes its own reference */
 	long long connect_timeout_ms;
 	long long first_token_ms;
 	long long idle_ms;

@@ -39,6 +39,19 @@ void buf_printf(struct buf *b, const char *fmt, ...) UTIL_PRINTF(2, 3);
  * become U+FFFD so the output is always valid JSON. */
 void buf_append_json_str(struct buf *b, const char *s, size_t n);
 
+/* An immutable, reference-counted byte string (NUL-terminated): one upstream
+ * request body shared by the request, which keeps it for retries, and the
+ * attempt that curl is sending. Loop thread only. */
+struct rcstr {
+	int refs;
+	size_t len;
+	char data[];
+};
+
+struct rcstr *rcstr_new(const char *s, size_t len) __attribute__((returns_nonnull));
+struct rcstr *rcstr_ref(struct rcstr *r);
+void rcstr_unref(struct rcstr *r); /* NULL is fine */
+
 /* Writes key masked as "abc...wxyz" (first 3 and last 4 characters); keys of
  * fewer than 16 characters become "***". An empty key becomes "(none)". */
 void util_mask_secret(const char *key, char *out, size_t outlen);

@@ -61,7 +61,7 @@ struct pool_ep *pool_find(struct pool *p, const char *base_url)
 	return NULL;
 }
 
-static struct pool_ep *pool__get(struct pool *p, const char *base_url)
+struct pool_ep *pool_get(struct pool *p, const char *base_url)
 {
 	struct pool_ep *e = pool_find(p, base_url);
 
@@ -99,7 +99,7 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (start + k) % n;
 		const struct modelcfg_endpoint *ce = &cfg->endpoints[i];
-		struct pool_ep *e = pool__get(p, ce->base_url);
+		struct pool_ep *e = pool_get(p, ce->base_url);
 		if (i < 64 && (tried >> i) & 1)
 			continue;
 		if (!pool__available(e, now)) {

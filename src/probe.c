@@ -96,9 +96,8 @@ static void probe__finish(struct probe_check *c, long status, const char *error)
 		util_utf8_truncate(msg, 512);
 	}
 	if (run->pool) {
-		struct pool_ep *ep = pool_find(run->pool, e->base_url);
-		if (ep)
-			pool_observe(run->pool, ep, ok ? POOL_SUCCESS : POOL_FAILURE, http_now(c->x.http));
+		pool_observe(run->pool, pool_get(run->pool, e->base_url), ok ? POOL_SUCCESS : POOL_FAILURE,
+			     http_now(c->x.http));
 	} else {
 		json_t *r = json_pack("{s:s, s:b, s:I, s:I}", "base_url", url, "ok", ok, "latency_ms",
 				      (json_int_t)latency, "status", (json_int_t)status);
@@ -201,7 +200,9 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, probe__on_write);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	/* The sweep enforces timeout_ms ("no answer within"); curl's own
+	 * connect timeout only backs it up. */
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms + 1000);
 	free(url);
 	c->x.done = probe__on_done;
 	c->x.expired = probe__on_expired;

@@ -48,7 +48,7 @@ struct request {
 	unsigned long long deltas;
 
 	/* Upstream attempts. */
-	char *body;           /* the upstream request body, kept for retries */
+	struct rcstr *body;   /* the upstream request body, kept for retries until the first delta */
 	struct pool_ep *ep;   /* health slot of the current attempt */
 	int ep_index;         /* endpoint of the current (or last) attempt */
 	int attempts;
@@ -172,7 +172,7 @@ static void request__free(struct request *r)
 {
 	if (r->model)
 		modelcfg_unref(r->model);
-	free(r->body);
+	rcstr_unref(r->body);
 	free(r->subject);
 	free(r);
 }
@@ -235,7 +235,12 @@ static void request__on_delta(void *ud, enum upstream_delta kind, const char *te
 	struct request *r = ud;
 	struct requests *rq = r->rq;
 
-	r->deltas++;
+	if (r->deltas++ == 0 && r->body) {
+		/* A delta went out: no retry can follow, so only the attempt
+		 * needs the body now. */
+		rcstr_unref(r->body);
+		r->body = NULL;
+	}
 	buf_reset(&rq->ev);
 	contract_encode_delta(&rq->ev, r->rid, r->seq++, kind == UPSTREAM_REASONING ? "reasoning" : "token", text,
 			      len);
@@ -335,8 +340,10 @@ static int request__start_upstream(struct requests *rq, struct request *r, struc
 	json_t *msgs = prompt_build(cfg->prompt_system, cfg->prompt_memory_template, sub->messages, sub->profile,
 				    sub->facts);
 
-	r->body = openai_build_request(r->model->model, msgs, sub->params);
+	char *body = openai_build_request(r->model->model, msgs, sub->params);
 	json_decref(msgs);
+	r->body = rcstr_new(body, strlen(body));
+	free(body);
 	return request__start_attempt(r);
 }
 

@@ -90,7 +90,16 @@ static int sse__line(struct sse_parser *p, const char *s, size_t n, sse_event_cb
 		val = s + n;
 		vlen = 0;
 	}
-	if (flen == 4 && !memcmp(s, "data", 4)) {
+	/* llama.cpp's server reports a failure mid-stream as an "error:" field
+	 * rather than a data line. Unknown fields are otherwise ignored, but
+	 * losing the backend's error message helps nobody: carry its value as
+	 * the data of an event typed "error". */
+	bool is_error = flen == 5 && !memcmp(s, "error", 5);
+	if (is_error) {
+		buf_reset(&p->event);
+		buf_append(&p->event, "error", 5);
+	}
+	if (is_error || (flen == 4 && !memcmp(s, "data", 4))) {
 		/* The joined data may not exceed max_line either; data.len
 		 * counts the LF of every earlier line, which the joined value
 		 * keeps. */

@@ -36,7 +36,7 @@ struct upstream {
 	struct http_xfer x;
 	enum upstream_state state;
 	char rid[CONTRACT_RID_MAX + 1];
-	char *body;
+	struct rcstr *body; /* what curl sends; shared with the request */
 	char *api_key;
 	struct curl_slist *headers;
 	const struct upstream_cbs *cbs;
@@ -50,7 +50,7 @@ struct upstream {
 	struct buf errbody; /* body of an HTTP error, bounded */
 
 	const char *fail_code; /* set inside a curl callback, reported at done */
-	char fail_msg[UPSTREAM_MSG_MAX + 64];
+	char *fail_msg;        /* allocated only on failure: most calls never fail */
 
 	bool got_token;
 	bool timed_out_before_token;
@@ -69,13 +69,14 @@ static void upstream__free(struct upstream *u)
 {
 	curl_easy_cleanup(u->x.easy);
 	curl_slist_free_all(u->headers);
-	free(u->body);
+	rcstr_unref(u->body);
 	if (u->api_key) {
 		explicit_bzero(u->api_key, strlen(u->api_key));
 		free(u->api_key);
 	}
 	sse_free(&u->sse);
 	openai_decoder_free(&u->dec);
+	free(u->fail_msg);
 	buf_free(&u->errbody);
 	free(u);
 }
@@ -135,8 +136,9 @@ static void upstream__fail(struct upstream *u, const char *code, const char *fmt
 	if (u->fail_code)
 		return;
 	u->fail_code = code;
+	u->fail_msg = xmalloc(UPSTREAM_MSG_MAX + 64);
 	va_start(ap, fmt);
-	vsnprintf(u->fail_msg, sizeof(u->fail_msg), fmt, ap);
+	vsnprintf(u->fail_msg, UPSTREAM_MSG_MAX + 64, fmt, ap);
 	va_end(ap);
 }
 
@@ -152,6 +154,13 @@ static int upstream__on_event(void *ud, const struct sse_event *ev)
 	struct upstream *u = ud;
 	struct openai_chunk c;
 	char err[128];
+
+	if (ev->event_len == 5 && !memcmp(ev->event, "error", 5)) {
+		char text[UPSTREAM_MSG_MAX + 1];
+		openai_error_message(ev->data, ev->data_len, text, sizeof(text));
+		upstream__fail(u, CONTRACT_E_UPSTREAM_HTTP, "backend error in stream: %s", text);
+		return 1;
+	}
 
 	if (openai_decode(&u->dec, ev->data, ev->data_len, &c, err, sizeof(err)) < 0) {
 		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "invalid chunk from backend: %s", err);
@@ -361,7 +370,7 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 		url = xasprintf("%s/chat/completions", p->base_url);
 	}
 	snprintf(u->rid, sizeof(u->rid), "%s", p->rid);
-	u->body = xstrdup(p->body);
+	u->body = rcstr_ref(p->body);
 	u->api_key = xstrdup(p->api_key);
 	u->cbs = cbs;
 	u->ud = ud;
@@ -396,8 +405,8 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, u->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(u->body));
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)u->body->data);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->body->len);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream__on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, u);

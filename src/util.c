@@ -242,6 +242,29 @@ void buf_append_json_str(struct buf *b, const char *s, size_t n)
 	b->data[b->len] = '\0';
 }
 
+struct rcstr *rcstr_new(const char *s, size_t len)
+{
+	struct rcstr *r = xmalloc(sizeof(*r) + len + 1);
+
+	r->refs = 1;
+	r->len = len;
+	memcpy(r->data, s, len);
+	r->data[len] = '\0';
+	return r;
+}
+
+struct rcstr *rcstr_ref(struct rcstr *r)
+{
+	r->refs++;
+	return r;
+}
+
+void rcstr_unref(struct rcstr *r)
+{
+	if (r && --r->refs == 0)
+		free(r);
+}
+
 void util_mask_secret(const char *key, char *out, size_t outlen)
 {
 	size_t n = key ? strlen(key) : 0;

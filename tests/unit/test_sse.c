@@ -521,9 +521,34 @@ static void test_property_random_streams(void **state)
 	}
 }
 
+/* llama.cpp's "error:" field is carried as the data of an "error" event. */
+static int err_cb(void *ud, const struct sse_event *ev)
+{
+	int *seen = ud;
+	assert_int_equal(ev->event_len, 5);
+	assert_memory_equal(ev->event, "error", 5);
+	assert_string_equal(ev->data, "{\"message\":\"boom\"}");
+	(*seen)++;
+	return 0;
+}
+
+static void test_error_field(void **state)
+{
+	static const char in[] = "error: {\"message\":\"boom\"}\n\n";
+	struct sse_parser p;
+	int seen = 0;
+
+	(void)state;
+	sse_init(&p, 1024);
+	assert_int_equal(sse_feed(&p, in, sizeof(in) - 1, err_cb, &seen), SSE_OK);
+	assert_int_equal(seen, 1);
+	sse_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_error_field),
 		cmocka_unit_test(test_lf),
 		cmocka_unit_test(test_cr),
 		cmocka_unit_test(test_crlf),
