@@ -226,7 +226,7 @@ static bool fp__ws(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static void fp__skip_ws(struct fp *f)
+static inline __attribute__((always_inline)) void fp__skip_ws(struct fp *f)
 {
 	while (f->p < f->end && fp__ws(*f->p))
 		f->p++;
@@ -385,52 +385,64 @@ static int fp__number(struct fp *f, long long *ival)
 static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count);
 
 /* Which field or child context a key (raw bytes, no escapes) selects in ctx;
- * bit is its "seen" bit. */
-static void fp__route(enum fp_ctx ctx, const unsigned char *k, size_t klen, int *field, enum fp_ctx *child,
-		      int *count, int *bit)
-{
-#define R(c, key, fl, ch, cn) { c, key, sizeof(key) - 1, fl, ch, cn }
-	static const struct {
-		enum fp_ctx ctx;
-		const char *key;
-		size_t len;
-		int field;
-		enum fp_ctx child;
-		int count;
-	} routes[] = {
-		R(FP_ROOT, "model", FPF_MODEL, FP_SKIP, -1),
-		R(FP_ROOT, "choices", -1, FP_CHOICES, -1),
-		R(FP_ROOT, "usage", -1, FP_USAGE, 0),
-		R(FP_ROOT, "x_groq", -1, FP_XGROQ, -1),
-		R(FP_ROOT, "error", FPF_ERROR_STR, FP_ERROR, -1),
-		R(FP_ROOT, "object", FPF_OBJECT, FP_SKIP, -1),
-		R(FP_ROOT, "message", FPF_MESSAGE, FP_SKIP, -1),
-		R(FP_CHOICE0, "finish_reason", FPF_FINISH, FP_SKIP, -1),
-		R(FP_CHOICE0, "delta", -1, FP_DELTA, -1),
-		R(FP_DELTA, "content", FPF_CONTENT, FP_SKIP, -1),
-		R(FP_DELTA, "reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1),
-		R(FP_DELTA, "reasoning", FPF_REASONING, FP_SKIP, -1),
-		R(FP_USAGE, "prompt_tokens", -1, FP_SKIP, 0),
-		R(FP_USAGE, "completion_tokens", -1, FP_SKIP, 1),
-		R(FP_USAGE, "total_tokens", -1, FP_SKIP, 2),
-		R(FP_XGROQ, "usage", -1, FP_USAGE, 1),
-		R(FP_ERROR, "message", FPF_ERROR_MSG, FP_SKIP, -1),
-	};
+ * bit is its "seen" bit. One small table per context, so a key is compared
+ * with at most a handful of names, length first. */
+struct fp_route {
+	const char *key;
+	size_t len;
+	int field;
+	enum fp_ctx child;
+	int count;
+};
+
+#define R(key, fl, ch, cn) { key, sizeof(key) - 1, fl, ch, cn }
+static const struct fp_route fp__root[] = {
+	R("model", FPF_MODEL, FP_SKIP, -1),   R("choices", -1, FP_CHOICES, -1),
+	R("usage", -1, FP_USAGE, 0),          R("x_groq", -1, FP_XGROQ, -1),
+	R("error", FPF_ERROR_STR, FP_ERROR, -1), R("object", FPF_OBJECT, FP_SKIP, -1),
+	R("message", FPF_MESSAGE, FP_SKIP, -1),
+};
+static const struct fp_route fp__choice0[] = {
+	R("finish_reason", FPF_FINISH, FP_SKIP, -1),
+	R("delta", -1, FP_DELTA, -1),
+};
+static const struct fp_route fp__delta[] = {
+	R("content", FPF_CONTENT, FP_SKIP, -1),
+	R("reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1),
+	R("reasoning", FPF_REASONING, FP_SKIP, -1),
+};
+static const struct fp_route fp__usage[] = {
+	R("prompt_tokens", -1, FP_SKIP, 0),
+	R("completion_tokens", -1, FP_SKIP, 1),
+	R("total_tokens", -1, FP_SKIP, 2),
+};
+static const struct fp_route fp__xgroq[] = { R("usage", -1, FP_USAGE, 1) };
+static const struct fp_route fp__error[] = { R("message", FPF_ERROR_MSG, FP_SKIP, -1) };
 #undef R
 
-	*field = -1;
-	*child = FP_SKIP;
-	*count = -1;
-	*bit = -1;
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(routes); i++) {
-		if (routes[i].ctx == ctx && routes[i].len == klen && !memcmp(routes[i].key, k, klen)) {
-			*field = routes[i].field;
-			*child = routes[i].child;
-			*count = routes[i].count;
+static const struct {
+	const struct fp_route *r;
+	size_t n;
+} fp__routes[FP_NCTX] = {
+	[FP_ROOT] = { fp__root, UTIL_ARRAY_LEN(fp__root) },
+	[FP_CHOICE0] = { fp__choice0, UTIL_ARRAY_LEN(fp__choice0) },
+	[FP_DELTA] = { fp__delta, UTIL_ARRAY_LEN(fp__delta) },
+	[FP_USAGE] = { fp__usage, UTIL_ARRAY_LEN(fp__usage) },
+	[FP_XGROQ] = { fp__xgroq, UTIL_ARRAY_LEN(fp__xgroq) },
+	[FP_ERROR] = { fp__error, UTIL_ARRAY_LEN(fp__error) },
+};
+
+static const struct fp_route *fp__route(enum fp_ctx ctx, const unsigned char *k, size_t klen, int *bit)
+{
+	const struct fp_route *r = fp__routes[ctx].r;
+
+	for (size_t i = 0; i < fp__routes[ctx].n; i++) {
+		if (r[i].len == klen && r[i].key[0] == k[0] && !memcmp(r[i].key, k, klen)) {
 			*bit = (int)i;
-			return;
+			return &r[i];
 		}
 	}
+	return NULL;
 }
 
 /* An object; count is the usage slot when ctx is FP_USAGE. */
@@ -456,8 +468,12 @@ static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 			q++;
 		if (q < f->end && *q == '"') {
 			/* The common case: a plain ASCII key, matched in place. */
-			if (ctx != FP_SKIP)
-				fp__route(ctx, k, (size_t)(q - k), &field, &child, &cnt, &bit);
+			const struct fp_route *r;
+			if (ctx != FP_SKIP && q > k && (r = fp__route(ctx, k, (size_t)(q - k), &bit))) {
+				field = r->field;
+				child = r->child;
+				cnt = r->count;
+			}
 			f->p = q + 1;
 		} else {
 			if (fp__string(f, NULL, NULL, true) < 0)
