@@ -15,7 +15,7 @@ OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS     := libuv libnats libcurl jansson libsystemd
+PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 

@@ -25,6 +25,7 @@ enum bus_event {
 	BUS_DISCONNECTED,
 	BUS_RECONNECTED,
 	BUS_CLOSED,         /* the connection is closed for good (auth failure, or bus_close) */
+	BUS_FATAL,          /* connecting cannot succeed (authorization, TLS); see bus_fatal_reason */
 	BUS_FLUSHED,        /* a bus_flush finished */
 };
 
@@ -41,12 +42,14 @@ struct bus_subjects {
 	char *probe;          /* <prefix>.dispatcher.probe */
 };
 
-/* Connects (the first attempt blocks for at most nats.connect_timeout_ms,
- * before the loop serves anything; later attempts run in the background and
- * never stop) and subscribes: config updates first, then cancel, the reply
- * inbox, the probe and the submit queue groups. Returns NULL with a message in err when
- * the options are unusable or the server refused us (e.g. authorization). */
+/* Starts connecting from the loop (retrying while no server answers) and,
+ * once connected, subscribes: config updates first, then cancel, the reply
+ * subject, the probe and the submit queue groups; BUS_READY follows when the
+ * server confirmed them. Returns NULL with a message in err when the options
+ * are unusable (a bad TLS file, say). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
+/* Why BUS_FATAL was reported; never contains a secret. */
+const char *bus_fatal_reason(const struct bus *b);
 const struct bus_subjects *bus_subjects(const struct bus *b);
 /* Publishes on the loop thread; nats.c buffers while disconnected. */
 int bus_publish(struct bus *b, const char *subject, const char *data, size_t len) UTIL_WUR;

@@ -15,8 +15,7 @@
 #include "config.h"
 #include "log.h"
 
-/* Internal events, never passed to the user callback. */
-#define BUS__CONNECTED ((enum bus_event)100)
+#define BUS_CONNECT_RETRY_MAX_MS 30000
 
 struct bus_item {
 	struct bus_item *next;
@@ -55,7 +54,12 @@ struct bus {
 	natsStatus flush_status;
 	bool ready_sent;
 	bool closing;      /* bus_close ran; free once the async handle and any flush are done */
-	bool async_closed;
+	int closed_handles;
+
+	uv_timer_t retry;  /* the first connect, until it succeeds */
+	uint64_t retry_ms;
+	char *secrets[2];  /* password and token, redacted from error texts */
+	char fatal[512];   /* why BUS_FATAL was reported */
 };
 
 /* Write coalescing. nats.c asks the adapter for write interest whenever its
@@ -148,12 +152,6 @@ static void bus__on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 	bus__enqueue(s->bus, s->ev, msg);
 }
 
-static void bus__on_connected(natsConnection *nc, void *closure)
-{
-	(void)nc;
-	bus__enqueue(closure, BUS__CONNECTED, NULL);
-}
-
 static void bus__on_disconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
@@ -184,6 +182,12 @@ static void bus__on_error(natsConnection *nc, natsSubscription *sub, natsStatus 
 static void bus__free(struct bus *b)
 {
 	uv_mutex_destroy(&b->lock);
+	for (int i = 0; i < 2; i++) {
+		if (b->secrets[i]) {
+			explicit_bzero(b->secrets[i], strlen(b->secrets[i]));
+			free(b->secrets[i]);
+		}
+	}
 	free(b);
 }
 
@@ -203,7 +207,7 @@ static void bus__flush_done(uv_work_t *w, int status)
 	(void)status;
 	b->flush_busy = false;
 	if (b->closing) {
-		if (b->async_closed)
+		if (b->closed_handles == 2)
 			bus__free(b);
 		return;
 	}
@@ -244,12 +248,9 @@ static void bus__drain(uv_async_t *a)
 
 	while (it) {
 		struct bus_item *next = it->next;
-		if (it->ev == BUS__CONNECTED || (it->ev == BUS_RECONNECTED && !b->ready_sent)) {
-			if (!b->ready_sent)
-				bus__start_flush(b, 5000, true);
-		}
-		if (it->ev != BUS__CONNECTED)
-			b->cb(b->ud, it->ev, it->msg);
+		if (it->ev == BUS_RECONNECTED && !b->ready_sent)
+			bus__start_flush(b, 5000, true);
+		b->cb(b->ud, it->ev, it->msg);
 		if (it->msg)
 			natsMsg_Destroy(it->msg);
 		free(it);
@@ -292,8 +293,6 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if (s == NATS_OK)
 		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, bus__write,
 					     bus__detach);
-	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, bus__on_connected, b);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, bus__on_disconnected, b);
 	if (s == NATS_OK)
@@ -355,10 +354,78 @@ static int bus__subscribe(struct bus *b, int idx, const char *subject, const cha
 	return 0;
 }
 
+static int bus__subscribe_all(struct bus *b, char *err, size_t errlen)
+{
+	/* Updates first: a broadcast racing the startup request is never missed. */
+	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_PROBE, b->subj.probe, b->queue_group, BUS_PROBE, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+static void bus__fatal(struct bus *b, const char *what, natsStatus s)
+{
+	natsStatus ls;
+	const char *detail = nats_GetLastError(&ls);
+
+	/* nats.c's texts name statuses, servers and the server's own error
+	 * ("Authorization Violation"); a URL may carry a password, so redact. */
+	snprintf(b->fatal, sizeof(b->fatal), "nats: %s: %s%s%s", what, natsStatus_GetText(s),
+		 detail && *detail ? ": " : "", detail ? detail : "");
+	for (int i = 0; i < 2; i++)
+		util_redact(b->fatal, b->secrets[i]);
+	b->cb(b->ud, BUS_FATAL, NULL);
+}
+
+static void bus__try_connect(uv_timer_t *t);
+
+/* The first connect runs on the loop thread: the libuv adapter makes its
+ * first attach only there (it refuses nats.c's reconnect thread, so nats.c's
+ * own retry-on-failed-connect cannot be used with it). A refused or
+ * unreachable server is retried from a loop timer with backoff; once
+ * connected, nats.c reconnects by itself, forever. An attempt blocks the loop
+ * for at most nats.connect_timeout_ms, and only while there is no NATS, that
+ * is, nothing else to serve. Authorization and TLS failures are final. */
+static void bus__try_connect(uv_timer_t *t)
+{
+	struct bus *b = t->data;
+	char err[256];
+	natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+
+	switch (s) {
+	case NATS_OK:
+		if (bus__subscribe_all(b, err, sizeof(err)) < 0) {
+			snprintf(b->fatal, sizeof(b->fatal), "%s", err);
+			b->cb(b->ud, BUS_FATAL, NULL);
+			return;
+		}
+		bus__start_flush(b, 5000, true);
+		return;
+	case NATS_NO_SERVER:
+	case NATS_IO_ERROR:
+	case NATS_TIMEOUT:
+	case NATS_CONNECTION_CLOSED:
+	case NATS_CONNECTION_DISCONNECTED:
+		b->nc = NULL;
+		log_warn(NULL, "nats: cannot connect (%s); retrying in %llu ms", natsStatus_GetText(s),
+			 (unsigned long long)b->retry_ms);
+		uv_timer_start(&b->retry, bus__try_connect, b->retry_ms, 0);
+		b->retry_ms = b->retry_ms * 2 > BUS_CONNECT_RETRY_MAX_MS ? BUS_CONNECT_RETRY_MAX_MS : b->retry_ms * 2;
+		return;
+	default:
+		b->nc = NULL;
+		bus__fatal(b, "connect", s);
+	}
+}
+
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen)
 {
 	struct bus *b = xcalloc(1, sizeof(*b));
 	const char *p = cfg->subject_prefix;
+	natsInbox *unique;
 	natsStatus s;
 
 	b->loop = loop;
@@ -371,9 +438,16 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	b->subj.config_updated = xasprintf("%s.config.model.updated", p);
 	b->subj.probe = xasprintf("%s.dispatcher.probe", p);
 	b->queue_group = xstrdup(cfg->queue_group);
+	if (*cfg->nats_password)
+		b->secrets[0] = xstrdup(cfg->nats_password);
+	if (*cfg->nats_token)
+		b->secrets[1] = xstrdup(cfg->nats_token);
 	uv_mutex_init(&b->lock);
 	uv_async_init(loop, &b->async, bus__drain);
 	b->async.data = b;
+	uv_timer_init(loop, &b->retry);
+	b->retry.data = b;
+	b->retry_ms = (uint64_t)cfg->nats_reconnect_wait_ms;
 
 	natsLibuv_Init();
 	natsLibuv_SetThreadLocalLoop(loop);
@@ -381,35 +455,25 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	uv_timer_init(loop, &bus__wb.timer);
 	if (bus__options(b, cfg, err, errlen) < 0)
 		goto fail;
-	s = natsConnection_Connect(&b->nc, b->opts);
-	if (s == NATS_OK) {
-		bus__start_flush(b, 5000, true);
-	} else if (s == NATS_NOT_YET_CONNECTED) {
-		log_warn(NULL, "nats: no server reachable yet, retrying in the background");
-	} else {
-		snprintf(err, errlen, "nats: connect: %s", natsStatus_GetText(s));
-		goto fail;
-	}
 	/* Our own reply subject under the prefix, not _INBOX.>, so a NATS
 	 * account can grant the dispatcher exactly <prefix>.dispatcher.reply.> */
-	natsInbox *unique;
 	if ((s = natsInbox_Create(&unique)) != NATS_OK) {
 		bus__fail(err, errlen, "inbox", s);
 		goto fail;
 	}
 	b->inbox = xasprintf("%s.dispatcher.reply.%s", p, strrchr(unique, '.') + 1);
 	natsInbox_Destroy(unique);
-	/* Updates first: a broadcast racing the startup request is never missed. */
-	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_PROBE, b->subj.probe, b->queue_group, BUS_PROBE, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, errlen) < 0)
-		goto fail;
+	/* From the loop, so the caller has its handle before any event. */
+	uv_timer_start(&b->retry, bus__try_connect, 0, 0);
 	return b;
 fail:
 	bus_close(b);
 	return NULL;
+}
+
+const char *bus_fatal_reason(const struct bus *b)
+{
+	return b->fatal;
 }
 
 const struct bus_subjects *bus_subjects(const struct bus *b)
@@ -462,8 +526,7 @@ bool bus_connected(struct bus *b)
 static void bus__free_cb(uv_handle_t *h)
 {
 	struct bus *b = h->data;
-	b->async_closed = true;
-	if (!b->flush_busy)
+	if (++b->closed_handles == 2 && !b->flush_busy)
 		bus__free(b);
 }
 
@@ -474,6 +537,8 @@ void bus_close(struct bus *b)
 	if (!b)
 		return;
 	b->closing = true;
+	uv_timer_stop(&b->retry);
+	uv_close((uv_handle_t *)&b->retry, bus__free_cb);
 	uv_timer_stop(&bus__wb.timer);
 	uv_close((uv_handle_t *)&bus__wb.timer, NULL);
 	if (b->nc)

@@ -9,6 +9,7 @@
  * confirmed the subscriptions ask the control plane for the active model,
  * retrying with backoff until an answer or a broadcast arrives. */
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static struct dispatcher {
 	struct requests *requests;
 	enum main_phase phase;
 	int exit_status;
+	bool verbose; /* -v: debug level whatever the config says, also after a reload */
 
 	bool model_known; /* an answer or a broadcast arrived */
 	uint64_t config_backoff_ms;
@@ -92,8 +94,9 @@ static void main__update_status(void)
 	char status[256];
 	struct modelcfg *m = d.models.active;
 
-	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight",
-		 d.phase == PHASE_DRAINING ? "draining" : "serving", m->ready ? m->model : "stub",
+	static const char *const phases[] = { "starting", "serving", "draining", "stopping" };
+	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d.phase],
+		 m->ready ? m->model : "stub",
 		 d.requests ? requests_inflight(d.requests) : 0);
 	if (strcmp(status, d.last_status)) {
 		sd_notify(0, status);
@@ -307,7 +310,7 @@ static void main__reload(void)
 		main__keep_restart_keys(&next, &d.cfg);
 		config_free(&d.cfg);
 		d.cfg = next;
-		log_set_level(d.cfg.log_level);
+		log_set_level(d.verbose ? LOG_LVL_DEBUG : d.cfg.log_level);
 		pool_set_eject_after(d.pool, (int)d.cfg.pool_eject_after);
 		uv_timer_stop(&d.probe_timer);
 		if (d.cfg.pool_probe_interval_ms > 0)
@@ -376,6 +379,11 @@ static void main__on_bus(void *ud, enum bus_event ev, natsMsg *msg)
 		break;
 	case BUS_RECONNECTED:
 		log_info(NULL, "nats: reconnected");
+		break;
+	case BUS_FATAL:
+		log_error(NULL, "cannot start: %s", bus_fatal_reason(d.bus));
+		d.exit_status = 1;
+		main__teardown();
 		break;
 	case BUS_CLOSED:
 		if (d.phase != PHASE_CLOSING) {
@@ -479,6 +487,11 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool check_only = false, verbose = false;
+
+	/* libnats 3.4 frees TLS state that OpenSSL's atexit handler frees again
+	 * (nats-io/nats.c#904): once NATS TLS was used, exit crashed. OpenSSL
+	 * must not register that handler; the process is ending anyway. */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 	char err[1024];
 	uint64_t wd_usec = 0;
 	int opt;
@@ -511,6 +524,7 @@ int main(int argc, char **argv)
 		config_free(&d.cfg);
 		return 0;
 	}
+	d.verbose = verbose;
 	log_set_level(verbose ? LOG_LVL_DEBUG : d.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	main__raise_nofile();
