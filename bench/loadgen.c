@@ -521,6 +521,10 @@ static int lg_run_nats(struct lg_run *r)
 	    (s = natsOptions_SetAllowReconnect(opts, false)) != NATS_OK ||
 	    (s = natsOptions_SetTimeout(opts, 5000)) != NATS_OK ||
 	    (s = natsOptions_SetIOBufSize(opts, 1 << 20)) != NATS_OK ||
+	    /* A gateway wants its submit on the wire now: nats.c's flusher
+	     * thread otherwise waits a millisecond to batch, which would count
+	     * as dispatcher latency in the TTFT figures. */
+	    (s = natsOptions_SetSendAsap(opts, true)) != NATS_OK ||
 	    (s = natsOptions_SetErrorHandler(opts, lg_on_async_error, r)) != NATS_OK) {
 		lg__nats_fail("options", s);
 		goto out;

@@ -1,11 +1,17 @@
 /* bus: see include/bus.h.
  *
- *   nats.c threads                      loop thread
- *   sub callback / conn callback  --->  queue (mutex) --uv_async--> bus__drain --> cb(ud, ev, msg)
+ *   loop thread: uv_poll (adapter) -> natsConnection_ProcessReadEvent -> sync subscription queues
+ *                uv_check (after every poll) -> bus__pull: NextMsg(timeout 0) -> cb(ud, ev, msg)
+ *   nats.c threads: connection events -> queue (mutex) -> uv_async -> bus__drain -> cb
  *
- * nats.c delivers messages and connection events on its own threads; they only
- * append to the queue and wake the loop. uv_async sends coalesce, so the loop
- * drains the whole queue each time. */
+ * Messages never leave the loop thread: with the libuv adapter nats.c reads
+ * and parses on the loop, and synchronous subscriptions leave each message in
+ * the subscription's queue, from which a check handle takes it in the same
+ * iteration. (Asynchronous subscriptions would hand every message to a
+ * delivery thread and back: two thread hops per submit.) Connection events
+ * come from nats.c's own threads; they go through a mutex-guarded queue and
+ * a uv_async, whose sends coalesce, so the loop drains the whole queue each
+ * time. */
 #include "bus.h"
 
 #include <nats/adapters/libuv.h>
@@ -56,74 +62,12 @@ struct bus {
 	bool closing;      /* bus_close ran; free once the async handle and any flush are done */
 	int closed_handles;
 
+	uv_check_t check;  /* takes messages off the subscriptions */
 	uv_timer_t retry;  /* the first connect, until it succeeds */
 	uint64_t retry_ms;
 	char *secrets[2];  /* password and token, redacted from error texts */
 	char fatal[512];   /* why BUS_FATAL was reported */
 };
-
-/* Write coalescing. nats.c asks the adapter for write interest whenever its
- * outgoing buffer goes from empty to non-empty: on a busy loop that is every
- * iteration, each costing a write() and two epoll_ctl() (and on loopback the
- * write also pays for the server's receive path). nats.c's own flusher
- * thread, which the event loop mode replaces, waits a moment to coalesce; we
- * do the same on the loop: a flush starts at once if none started in the last
- * BUS_COALESCE_MS, else when that much time has passed. Calls from other
- * threads (a flush on the worker, the reconnect thread) pass straight
- * through. One bus per process, so the state is static. */
-#define BUS_COALESCE_MS 1
-
-static struct {
-	uv_timer_t timer;
-	uv_thread_t loop_thread;
-	void *nle;   /* the adapter's state, for the deferred call */
-	bool armed;  /* a deferred add is pending */
-	uint64_t last_ms;
-} bus__wb;
-
-static void bus__wb_fire(uv_timer_t *t)
-{
-	(void)t;
-	bus__wb.armed = false;
-	bus__wb.last_ms = uv_now(bus__wb.timer.loop);
-	natsLibuv_Write(bus__wb.nle, true);
-}
-
-static natsStatus bus__write(void *nle, bool add)
-{
-	uv_thread_t self = uv_thread_self();
-
-	if (!uv_thread_equal(&self, &bus__wb.loop_thread))
-		return natsLibuv_Write(nle, add);
-	if (!add) {
-		uv_timer_stop(&bus__wb.timer);
-		bus__wb.armed = false;
-		return natsLibuv_Write(nle, false);
-	}
-	uint64_t now = uv_now(bus__wb.timer.loop);
-	if (!bus__wb.armed && now - bus__wb.last_ms >= BUS_COALESCE_MS) {
-		bus__wb.last_ms = now;
-		return natsLibuv_Write(nle, true);
-	}
-	bus__wb.nle = nle;
-	if (!bus__wb.armed) {
-		bus__wb.armed = true;
-		uv_timer_start(&bus__wb.timer, bus__wb_fire, BUS_COALESCE_MS, 0);
-	}
-	return NATS_OK;
-}
-
-static natsStatus bus__detach(void *nle)
-{
-	uv_thread_t self = uv_thread_self();
-
-	/* The adapter frees nle once detached: no deferred call may follow. */
-	if (uv_thread_equal(&self, &bus__wb.loop_thread)) {
-		uv_timer_stop(&bus__wb.timer);
-		bus__wb.armed = false;
-	}
-	return natsLibuv_Detach(nle);
-}
 
 static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
 {
@@ -142,14 +86,41 @@ static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
 	uv_async_send(&b->async);
 }
 
-/* nats.c thread. */
-static void bus__on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-	struct bus_sub *s = closure;
+/* At most this many messages per subscription per loop iteration, so one
+ * busy subject cannot starve the rest of the loop. */
+#define BUS_PULL_BATCH 256
 
-	(void)nc;
-	(void)sub;
-	bus__enqueue(s->bus, s->ev, msg);
+/* Takes what nats.c queued on the subscriptions during this iteration. */
+static void bus__pull(uv_check_t *h)
+{
+	struct bus *b = h->data;
+	bool more = false;
+
+	for (int i = 0; i < BUS_SUB_COUNT; i++) {
+		struct bus_sub *s = &b->subs[i];
+		for (int n = 0; s->sub && n < BUS_PULL_BATCH; n++) {
+			natsMsg *msg = NULL;
+			natsStatus st = natsSubscription_NextMsg(&msg, s->sub, 0);
+			if (st == NATS_TIMEOUT)
+				break;
+			if (st == NATS_OK) {
+				b->cb(b->ud, s->ev, msg);
+				natsMsg_Destroy(msg);
+				if (n == BUS_PULL_BATCH - 1)
+					more = true;
+			} else if (st == NATS_NO_RESPONDERS) {
+				log_debug(NULL, "nats: no responders for the request on %s", natsSubscription_GetSubject(s->sub));
+			} else if (st == NATS_SLOW_CONSUMER) {
+				log_warn(NULL, "nats: messages dropped on %s: the loop fell behind",
+					 natsSubscription_GetSubject(s->sub));
+			} else {
+				break; /* closed or invalid: the connection events tell */
+			}
+		}
+	}
+	/* Messages left: run again without blocking in poll. */
+	if (more)
+		uv_async_send(&b->async);
 }
 
 static void bus__on_disconnected(natsConnection *nc, void *closure)
@@ -207,7 +178,7 @@ static void bus__flush_done(uv_work_t *w, int status)
 	(void)status;
 	b->flush_busy = false;
 	if (b->closing) {
-		if (b->closed_handles == 2)
+		if (b->closed_handles == 3)
 			bus__free(b);
 		return;
 	}
@@ -290,9 +261,16 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	/* Events published while disconnected wait here until the reconnect. */
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+	/* Without this, every publish wakes nats.c's flusher thread, which asks
+	 * the adapter for a write event from that thread: a thread hop, an
+	 * allocation and a uv_async round trip per flush, about a millisecond
+	 * of latency on a busy machine. With it, publish hands its bytes to the
+	 * socket from the loop thread at once. */
 	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, bus__write,
-					     bus__detach);
+		s = natsOptions_SetSendAsap(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
+					     natsLibuv_Detach);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, bus__on_disconnected, b);
 	if (s == NATS_OK)
@@ -340,9 +318,9 @@ static int bus__subscribe(struct bus *b, int idx, const char *subject, const cha
 	s->bus = b;
 	s->ev = ev;
 	if (queue)
-		st = natsConnection_QueueSubscribe(&s->sub, b->nc, subject, queue, bus__on_msg, s);
+		st = natsConnection_QueueSubscribeSync(&s->sub, b->nc, subject, queue);
 	else
-		st = natsConnection_Subscribe(&s->sub, b->nc, subject, bus__on_msg, s);
+		st = natsConnection_SubscribeSync(&s->sub, b->nc, subject);
 	if (st == NATS_OK)
 		/* Bound what may pile up if the loop stalls; past this nats.c drops
 		 * and reports a slow consumer instead of growing without bound. */
@@ -447,12 +425,13 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	b->async.data = b;
 	uv_timer_init(loop, &b->retry);
 	b->retry.data = b;
+	uv_check_init(loop, &b->check);
+	b->check.data = b;
+	uv_check_start(&b->check, bus__pull);
 	b->retry_ms = (uint64_t)cfg->nats_reconnect_wait_ms;
 
 	natsLibuv_Init();
 	natsLibuv_SetThreadLocalLoop(loop);
-	bus__wb.loop_thread = uv_thread_self();
-	uv_timer_init(loop, &bus__wb.timer);
 	if (bus__options(b, cfg, err, errlen) < 0)
 		goto fail;
 	/* Our own reply subject under the prefix, not _INBOX.>, so a NATS
@@ -505,6 +484,15 @@ void bus_leave_queue(struct bus *b)
 {
 	struct bus_sub *s = &b->subs[BUS_SUB_SUBMIT];
 	if (s->sub) {
+		/* Submits already queued were sent to us alone: answer them (the
+		 * caller is draining, so with busy) rather than drop them. Reads
+		 * happen only on this thread, so none can slip in before the
+		 * unsubscribe. */
+		natsMsg *msg;
+		while (natsSubscription_NextMsg(&msg, s->sub, 0) == NATS_OK) {
+			b->cb(b->ud, BUS_SUBMIT, msg);
+			natsMsg_Destroy(msg);
+		}
 		natsSubscription_Unsubscribe(s->sub);
 		natsSubscription_Destroy(s->sub);
 		s->sub = NULL;
@@ -526,7 +514,7 @@ bool bus_connected(struct bus *b)
 static void bus__free_cb(uv_handle_t *h)
 {
 	struct bus *b = h->data;
-	if (++b->closed_handles == 2 && !b->flush_busy)
+	if (++b->closed_handles == 3 && !b->flush_busy)
 		bus__free(b);
 }
 
@@ -539,8 +527,8 @@ void bus_close(struct bus *b)
 	b->closing = true;
 	uv_timer_stop(&b->retry);
 	uv_close((uv_handle_t *)&b->retry, bus__free_cb);
-	uv_timer_stop(&bus__wb.timer);
-	uv_close((uv_handle_t *)&bus__wb.timer, NULL);
+	uv_check_stop(&b->check);
+	uv_close((uv_handle_t *)&b->check, bus__free_cb);
 	if (b->nc)
 		natsConnection_Close(b->nc);
 	for (int i = 0; i < BUS_SUB_COUNT; i++)
