@@ -52,6 +52,15 @@ struct upstream_params {
 	size_t max_line;
 };
 
+/* The provider quirks every call to a backend shares (the probe uses them
+ * too): the chat-completions URL of an endpoint (malloc'd; azure names the
+ * deployment in the path and versions its API), the credentials header
+ * appended to headers (Bearer, or azure's api-key), and the options every
+ * easy handle gets (http/https only, no redirects, TLS verification). */
+char *upstream_chat_url(int provider, const char *base_url, const char *model, const char *api_version);
+struct curl_slist *upstream_auth_header(struct curl_slist *headers, int provider, const char *api_key);
+void upstream_easy_defaults(void *easy);
+
 struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,
 				void *ud);
 /* Aborts the transfer (the backend sees the disconnect) and frees the

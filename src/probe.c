@@ -13,6 +13,7 @@
 #include "modelcfg.h"
 #include "openai.h"
 #include "pool.h"
+#include "upstream.h"
 #include "util.h"
 
 #define PROBE_BODY_MAX (64 * 1024)
@@ -155,7 +156,6 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 {
 	const struct modelcfg_endpoint *e = &run->cfg->endpoints[i];
 	struct probe_check *c = xcalloc(1, sizeof(*c));
-	bool azure = run->cfg->kind == MODELCFG_AZURE;
 	char *url;
 	CURL *easy;
 
@@ -167,23 +167,11 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	probe__checks = c;
 	c->timeout_ms = timeout_ms;
 	buf_init(&c->resp);
-	if (run->pool) {
+	if (run->pool)
 		url = xasprintf("%s/models", e->base_url);
-	} else if (azure) {
-		char *dep = curl_easy_escape(NULL, run->cfg->model, 0);
-		url = xasprintf("%s/deployments/%s/chat/completions?api-version=%s", e->base_url, dep,
-				*run->cfg->api_version ? run->cfg->api_version : "2024-10-21");
-		curl_free(dep);
-	} else {
-		url = xasprintf("%s/chat/completions", e->base_url);
-	}
-	if (*e->api_key) {
-		char *auth = azure ? xasprintf("api-key: %s", e->api_key)
-				   : xasprintf("Authorization: Bearer %s", e->api_key);
-		c->headers = curl_slist_append(c->headers, auth);
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
-	}
+	else
+		url = upstream_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version);
+	c->headers = upstream_auth_header(c->headers, run->cfg->kind, e->api_key);
 	easy = c->x.easy = curl_easy_init();
 	if (!run->pool) {
 		json_t *b = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model", run->cfg->model, "messages", "role",
@@ -193,10 +181,8 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 		c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, c->body);
 	}
+	upstream_easy_defaults(easy);
 	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, probe__on_write);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, c);
