@@ -1925,3 +1925,127 @@ void h_exit(int rc)
 }
 
 /* ==== end of service and NATS auth ==== */
+
+/* ==== command runs (test_ctl.c, test_limits.c) ==== */
+
+static void h__cmd_cleanup(void *p)
+{
+	struct h_cmd *c = p;
+	h__forget(c);
+	h_proc_free(c->proc); /* SIGKILL and reap when still running */
+	free(c->cmdline);
+	free(c->out_path);
+	free(c->err_path);
+	free(c->out);
+	free(c->err);
+	free(c);
+}
+
+struct h_cmd *h_cmd_start(const char *name, char *const argv[])
+{
+	static int seq;
+	struct h_cmd *c = xcalloc(1, sizeof(*c));
+	struct buf line;
+
+	buf_init(&line);
+	for (size_t i = 0; argv[i]; i++)
+		buf_printf(&line, "%s'%s'", i ? " " : "", argv[i]);
+	c->cmdline = line.data;
+	c->code = -1;
+	seq++;
+	c->out_path = xasprintf("%s/%s-%d.out", h__tmpdir, name, seq);
+	c->err_path = xasprintf("%s/%s-%d.err", h__tmpdir, name, seq);
+	c->proc = xcalloc(1, sizeof(*c->proc));
+	c->proc->name = xasprintf("%s-%d", name, seq);
+	c->proc->log_path = xstrdup(c->err_path);
+	int out = open(c->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0 || err < 0)
+		fail_msg("open %s: %s", c->out_path, strerror(errno));
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Only async-signal-safe calls until exec, as in h__spawn. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int in = open("/dev/null", O_RDONLY);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(err, 2);
+		for (int i = 3; i < 1024; i++)
+			close(i);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(out);
+	close(err);
+	c->proc->pid = pid;
+	h__track_pid(pid);
+	h__push(h__cmd_cleanup, c);
+	return c;
+}
+
+static int h__cmd_collect(struct h_cmd *c)
+{
+	free(c->out);
+	free(c->err);
+	c->out = h_read_file(c->out_path, NULL);
+	c->err = h_read_file(c->err_path, NULL);
+	if (!c->out)
+		c->out = xstrdup("");
+	if (!c->err)
+		c->err = xstrdup("");
+	h_assert_no_sanitizer_report(c->err_path);
+	return c->code;
+}
+
+int h_cmd_wait(struct h_cmd *c, int timeout_ms)
+{
+	if (!h__reap(c->proc, timeout_ms)) {
+		h_log("%s (pid %d) still running after %d ms; SIGKILL", c->proc->name, (int)c->proc->pid,
+		      timeout_ms);
+		h_proc_kill(c->proc);
+		c->code = -1;
+	} else {
+		c->code = h__exit_code(c->proc);
+	}
+	return h__cmd_collect(c);
+}
+
+int h_cmd_stop(struct h_cmd *c, int timeout_ms)
+{
+	if (!c->proc->reaped)
+		kill(c->proc->pid, SIGTERM);
+	return h_cmd_wait(c, timeout_ms);
+}
+
+struct h_cmd *h_cmd_run(const char *name, int timeout_ms, char *const argv[])
+{
+	struct h_cmd *c = h_cmd_start(name, argv);
+	h_cmd_wait(c, timeout_ms);
+	return c;
+}
+
+void h_cmd_expect(struct h_cmd *c, int want)
+{
+	if (c->code != want)
+		fail_msg("%s: exit status %d, expected %d\n---- stdout ----\n%s---- stderr ----\n%s---- end ----",
+			 c->cmdline, c->code, want, c->out ? c->out : "", c->err ? c->err : "");
+}
+
+void h_cmd_free(struct h_cmd *c)
+{
+	h__cmd_cleanup(c);
+}
+
+/* ==== end of command runs ==== */

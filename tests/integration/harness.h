@@ -294,3 +294,30 @@ char *h_rawsrv_head(struct h_rawsrv *s, int i);
 char *h_http_response(int status, const char *extra_headers, const char *ctype, const char *body);
 
 /* ==== end of the issue 4 block ==== */
+
+/* ==== command runs (test_ctl.c, test_limits.c) ==== */
+
+/* A command run as a child with stdin from /dev/null and stdout and stderr
+ * captured in two files of the temporary directory, so a test can check each
+ * exactly. Destroyed at teardown (killed if still running). */
+struct h_cmd {
+	struct h_proc *proc;
+	char *cmdline;	 /* for failure messages */
+	char *out_path, *err_path;
+	char *out, *err; /* what it wrote; filled by h_cmd_wait and h_cmd_stop */
+	int code;	 /* exit status, 128 + signal, or -1 when killed at the timeout */
+};
+struct h_cmd *h_cmd_start(const char *name, char *const argv[]);
+/* Waits up to timeout_ms for the exit (SIGKILL after that: code -1), reads
+ * out and err, and fails the test on a sanitizer report in err. Returns code. */
+int h_cmd_wait(struct h_cmd *c, int timeout_ms);
+/* SIGTERM, then as h_cmd_wait. */
+int h_cmd_stop(struct h_cmd *c, int timeout_ms);
+/* h_cmd_start + h_cmd_wait. */
+struct h_cmd *h_cmd_run(const char *name, int timeout_ms, char *const argv[]);
+/* Fails the test, printing the command line, stdout and stderr, unless the
+ * command exited with want. */
+void h_cmd_expect(struct h_cmd *c, int want);
+void h_cmd_free(struct h_cmd *c);
+
+/* ==== end of command runs ==== */

@@ -1,0 +1,127 @@
+/* Integration: limits.max_connections_per_endpoint. With a limit of 2, ten
+ * concurrent slow streams to one backend all complete over at most two
+ * connections (curl queues the rest); with no limit the same load opens more. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* One stream takes at least TTFT + (TOKENS - 1) * INTER ms at the mock. */
+#define TOKENS 8
+#define TTFT_MS 100
+#define INTER_MS 50
+#define STREAM_MIN_MS (TTFT_MS + (TOKENS - 1) * INTER_MS)
+#define NREQ 10
+
+static struct h_nats *nats;
+static struct h_mock *mock;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	nats = h_nats_start(NULL);
+	mock = h_mock_start("mock-limits", NULL);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	h_mock_stop(mock);
+	return 0;
+}
+
+struct load_result {
+	long long conns; /* TCP connections the daemon opened to the mock */
+	unsigned long long took_ms;
+};
+
+/* NREQ concurrent streams through a daemon with the given limit. */
+static struct load_result run_load(int limit)
+{
+	struct load_result res;
+	char overrides[128];
+	const char *prefix = h_prefix();
+
+	snprintf(overrides, sizeof(overrides), "{\"limits\":{\"max_connections_per_endpoint\":%d}}", limit);
+	struct h_daemon *d = h_daemon_startf(nats, prefix, overrides);
+	struct h_client *c = h_client_connect(nats, prefix);
+	h_use_mock(c, d, mock, "m-limits", NULL, -1);
+	h_mock_reset(mock);
+	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":%d,\"ttft_ms\":%d,\"inter_ms\":%d}", TOKENS, TTFT_MS,
+		      INTER_MS);
+	/* Each control call is a connection of its own, counted like the
+	 * daemon's: the difference of two readings, less the second reading's
+	 * own connection, is what the daemon opened. */
+	long long before = h_mock_stat(mock, "connections");
+
+	struct h_stream *s[NREQ];
+	char rid[NREQ][32];
+	unsigned long long t0 = util_now_ms();
+	for (int i = 0; i < NREQ; i++) {
+		snprintf(rid[i], sizeof(rid[i]), "lim%d-%d", limit, i);
+		s[i] = h_stream_open(c, rid[i]);
+		h_submit_simple(c, rid[i], "hello");
+	}
+	char want[256] = "";
+	for (int i = 0; i < TOKENS; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "tok%d ", i);
+	for (int i = 0; i < NREQ; i++)
+		if (!h_stream_wait_terminal(s[i], 20000))
+			fail_msg("%s: no terminal event within 20 s", rid[i]);
+	res.took_ms = util_now_ms() - t0;
+	for (int i = 0; i < NREQ; i++) {
+		json_t *t = h_stream_finish(s[i], 20000);
+		char *dump = json_dumps(t, JSON_COMPACT);
+		if (strcmp(h_jstr(t, "type"), "done")) {
+			h_daemon_dump_log(d);
+			fail_msg("%s did not complete: %s", rid[i], dump);
+		}
+		free(dump);
+		char *text = h_stream_text(s[i], "token");
+		assert_string_equal(text, want);
+		free(text);
+	}
+	res.conns = h_mock_stat(mock, "connections") - before - 1;
+	assert_int_equal(h_mock_stat(mock, "requests"), NREQ);
+	assert_int_equal(h_mock_stat(mock, "completed"), NREQ);
+	h_log("limit %d: %d concurrent streams took %llu ms over %lld connections", limit, NREQ, res.took_ms,
+	      res.conns);
+	h_daemon_stop_ok(d);
+	return res;
+}
+
+static void test_limit_two(void **state)
+{
+	(void)state;
+	struct load_result r = run_load(2);
+	assert_in_range(r.conns, 1, 2);
+	/* Two connections carry ten streams one after another, so one of them
+	 * carries at least five: proof that the rest waited (no limit takes
+	 * about one STREAM_MIN_MS). Four, for slack in the mock's timers. */
+	assert_true(r.took_ms >= 4 * STREAM_MIN_MS);
+}
+
+static void test_no_limit(void **state)
+{
+	(void)state;
+	struct load_result r = run_load(0);
+	assert_in_range(r.conns, 3, NREQ);
+}
+
+int main(void)
+{
+	h_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_limit_two, h_test_setup, h_test_teardown),
+		cmocka_unit_test_setup_teardown(test_no_limit, h_test_setup, h_test_teardown),
+	};
+	return cmocka_run_group_tests_name("integ_limits", tests, group_setup, group_teardown);
+}
