@@ -21,7 +21,8 @@ enum bus_event {
 	BUS_CONFIG_UPDATE,  /* msg: a model config broadcast */
 	BUS_CONFIG_REPLY,   /* msg: an answer to bus_config_request (may be no-responders) */
 	BUS_PROBE,          /* msg: a probe request (queue group) to answer on its reply subject */
-	BUS_READY,          /* connected and every subscription confirmed by the server */
+	BUS_CONNECTED,      /* connected; the control subscriptions are confirmed by the server */
+	BUS_READY,          /* after bus_join_queue: the queue groups are confirmed too */
 	BUS_DISCONNECTED,
 	BUS_RECONNECTED,
 	BUS_CLOSED,         /* the connection is closed for good (auth failure, or bus_close) */
@@ -43,10 +44,10 @@ struct bus_subjects {
 };
 
 /* Starts connecting from the loop (retrying while no server answers) and,
- * once connected, subscribes: config updates first, then cancel, the reply
- * subject, the probe and the submit queue groups; BUS_READY follows when the
- * server confirmed them. Returns NULL with a message in err when the options
- * are unusable (a bad TLS file, say). */
+ * once connected, subscribes to the control subjects: config updates first,
+ * then cancel and the reply subject; BUS_CONNECTED follows when the server
+ * confirmed them. Returns NULL with a message in err when the options are
+ * unusable (a bad TLS file, say). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
 /* Why BUS_FATAL was reported; never contains a secret. */
 const char *bus_fatal_reason(const struct bus *b);
@@ -55,7 +56,11 @@ const struct bus_subjects *bus_subjects(const struct bus *b);
 int bus_publish(struct bus *b, const char *subject, const char *data, size_t len) UTIL_WUR;
 /* Sends the startup model config request; the answer arrives as BUS_CONFIG_REPLY. */
 int bus_config_request(struct bus *b, const char *data, size_t len) UTIL_WUR;
-/* Leaves the submit queue group so new requests go to other dispatchers. */
+/* Joins the submit and probe queue groups (once the model is known);
+ * BUS_READY follows when the server confirmed them. */
+int bus_join_queue(struct bus *b) UTIL_WUR;
+/* Leaves the queue groups so new requests go to other dispatchers; what the
+ * server had already routed to us is still delivered (and answered). */
 void bus_leave_queue(struct bus *b);
 /* Round trip to the server on a worker thread (the loop keeps running);
  * BUS_FLUSHED arrives on the loop when done or after timeout_ms. */

@@ -35,8 +35,9 @@ struct http_xfer {
 };
 
 struct http *http_new(uv_loop_t *loop, long max_conns_per_host);
-/* Removes every transfer still running (their done callbacks are not called)
- * and closes the poll handles; the loop must run once more to free them. */
+/* Removes every transfer still running and calls its expired callback (so
+ * its owner can free it; done is not called), then closes the poll handles;
+ * the loop must run once more to free them. */
 void http_free(struct http *h);
 /* x->easy and x->done must be set. Sets CURLOPT_PRIVATE to x. */
 int http_start(struct http *h, struct http_xfer *x) UTIL_WUR;

@@ -13,7 +13,8 @@ struct http;
 struct modelcfg;
 struct pool;
 
-/* Called once with the answer JSON (valid only during the call). */
+/* Called once with the answer JSON (valid only during the call), or with
+ * json NULL when the probe is cancelled (probe_cancel_all). */
 typedef void (*probe_done_cb)(void *ud, const char *json, size_t len);
 
 /* Probes every endpoint of cfg (takes its own reference). A config that is
@@ -22,7 +23,7 @@ void probe_config(struct http *h, struct modelcfg *cfg, long long timeout_ms, pr
 /* The active probe: GET {base_url}/models on every endpoint of cfg; each
  * result goes to the pool as a success or a failure. */
 void probe_health(struct http *h, struct pool *pool, struct modelcfg *cfg, long long timeout_ms);
-/* Cancels every probe in flight without calling their callbacks (shutdown). */
+/* Cancels every probe in flight (shutdown); their callbacks get json NULL. */
 void probe_cancel_all(void);
 
 #endif

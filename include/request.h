@@ -20,7 +20,8 @@ struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bu
 			      struct pool *pool, const struct config *cfg);
 /* Frees the table; every request must have ended (requests_end_all). */
 void requests_free(struct requests *rq);
-/* The config new requests use; requests in flight keep what they started with. */
+/* The daemon config new requests read. A request keeps the model snapshot it
+ * started with; its retries read the current pool.max_attempts and timeouts. */
 void requests_set_config(struct requests *rq, const struct config *cfg);
 
 /* A submit message: validates, acks on reply (may be NULL), starts the stream. */

@@ -13,6 +13,9 @@
 struct http;
 struct upstream;
 
+/* Azure's api-version when the ModelConfig names none. */
+#define UPSTREAM_AZURE_API_VERSION "2024-10-21"
+
 enum upstream_delta { UPSTREAM_TOKEN, UPSTREAM_REASONING };
 
 struct upstream_result {

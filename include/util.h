@@ -59,7 +59,9 @@ void util_mask_secret(const char *key, char *out, size_t outlen);
  * comma-separated server lists first). */
 void util_url_strip_userinfo(const char *url, char *out, size_t outlen);
 /* Replaces every occurrence of secret (if non-empty) in s, in place, with '*'
- * characters, so text from a peer can never carry a key into a log or event. */
+ * characters, so text from a peer can never carry a key into a log or event;
+ * also a tail of s that is the start of the secret (text truncated earlier
+ * may end inside it). */
 void util_redact(char *s, const char *secret);
 /* Truncates s to at most max bytes without cutting a UTF-8 sequence. */
 void util_utf8_truncate(char *s, size_t max);

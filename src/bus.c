@@ -22,6 +22,13 @@
 #include "log.h"
 
 #define BUS_CONNECT_RETRY_MAX_MS 30000
+#define BUS_FLUSH_TIMEOUT_MS 5000
+#define BUS_FLUSH_RETRY_MS 1000
+
+/* What a flush is for. */
+#define BUS__FLUSH_CONNECTED 1u /* control subscriptions placed: report BUS_CONNECTED */
+#define BUS__FLUSH_JOINED 2u    /* queue groups joined: report BUS_READY */
+#define BUS__FLUSH_USER 4u      /* bus_flush: report BUS_FLUSHED */
 
 struct bus_item {
 	struct bus_item *next;
@@ -33,6 +40,7 @@ struct bus_sub {
 	struct bus *bus;
 	enum bus_event ev;
 	natsSubscription *sub;
+	bool draining; /* bus_leave_queue: pulled until nats.c closes it */
 };
 
 enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
@@ -53,11 +61,18 @@ struct bus {
 	uv_mutex_t lock;
 	struct bus_item *head, *tail; /* guarded by lock */
 
+	/* Round trips to the server, one at a time on a worker thread. A
+	 * confirmed round trip after subscribing proves the server has the
+	 * subscriptions: BUS_CONNECTED (control subjects) and BUS_READY (the
+	 * queue groups) are reported only then. */
 	uv_work_t flush_work;
 	bool flush_busy;
-	bool flush_for_ready;
-	int flush_timeout_ms;
+	unsigned flush_kind;    /* BUS__FLUSH_* of the one running */
+	unsigned flush_pending; /* BUS__FLUSH_* bits still wanted */
+	int user_timeout_ms;
 	natsStatus flush_status;
+	bool connected_sent;
+	bool join_wanted; /* bus_join_queue was called */
 	bool ready_sent;
 	bool closing;      /* bus_close ran; free once the async handle and any flush are done */
 	int closed_handles;
@@ -117,6 +132,10 @@ static void bus__pull(uv_check_t *h)
 				break; /* closed or invalid: the connection events tell */
 			}
 		}
+		if (s->sub && s->draining && !natsSubscription_IsValid(s->sub)) {
+			natsSubscription_Destroy(s->sub);
+			s->sub = NULL;
+		}
 	}
 	/* Messages left: run again without blocking in poll. */
 	if (more)
@@ -165,46 +184,71 @@ static void bus__free(struct bus *b)
 static void bus__flush_work(uv_work_t *w)
 {
 	struct bus *b = w->data;
-	b->flush_status = natsConnection_FlushTimeout(b->nc, b->flush_timeout_ms);
+	int timeout = b->flush_kind == BUS__FLUSH_USER ? b->user_timeout_ms : BUS_FLUSH_TIMEOUT_MS;
+	b->flush_status = natsConnection_FlushTimeout(b->nc, timeout);
 }
 
-static void bus__start_flush(struct bus *b, int timeout_ms, bool for_ready);
+static void bus__kick_flush(struct bus *b);
+
+static void bus__flush_retry(uv_timer_t *t)
+{
+	bus__kick_flush(t->data);
+}
 
 static void bus__flush_done(uv_work_t *w, int status)
 {
 	struct bus *b = w->data;
-	bool for_ready = b->flush_for_ready;
+	unsigned kind = b->flush_kind;
+	bool ok = status == 0 && b->flush_status == NATS_OK;
 
-	(void)status;
 	b->flush_busy = false;
+	b->flush_kind = 0;
 	if (b->closing) {
 		if (b->closed_handles == 3)
 			bus__free(b);
 		return;
 	}
-	if (for_ready && !b->ready_sent) {
-		if (b->flush_status == NATS_OK) {
-			b->ready_sent = true;
-			b->cb(b->ud, BUS_READY, NULL);
-		}
-		/* Otherwise the next (re)connect tries again. */
-		return;
+	if (kind == BUS__FLUSH_USER) {
+		b->cb(b->ud, BUS_FLUSHED, NULL);
+	} else if (!ok) {
+		/* Not confirmed (disconnected, slow server): try again soon; a
+		 * reconnect also kicks it. */
+		b->flush_pending |= kind;
+		uv_timer_start(&b->retry, bus__flush_retry, BUS_FLUSH_RETRY_MS, 0);
+	} else if (kind == BUS__FLUSH_CONNECTED && !b->connected_sent) {
+		b->connected_sent = true;
+		b->cb(b->ud, BUS_CONNECTED, NULL);
+	} else if (kind == BUS__FLUSH_JOINED && !b->ready_sent) {
+		b->ready_sent = true;
+		b->cb(b->ud, BUS_READY, NULL);
 	}
-	b->cb(b->ud, BUS_FLUSHED, NULL);
+	bus__kick_flush(b);
 }
 
-static void bus__start_flush(struct bus *b, int timeout_ms, bool for_ready)
+/* Starts the most urgent wanted flush, if none runs. */
+static void bus__kick_flush(struct bus *b)
 {
-	if (b->flush_busy)
+	unsigned kind;
+
+	if (b->flush_busy || !b->flush_pending || !b->nc || b->closing)
 		return;
+	kind = b->flush_pending & BUS__FLUSH_USER ? BUS__FLUSH_USER
+	       : b->flush_pending & BUS__FLUSH_CONNECTED ? BUS__FLUSH_CONNECTED
+							  : BUS__FLUSH_JOINED;
+	b->flush_pending &= ~kind;
+	b->flush_kind = kind;
 	b->flush_busy = true;
-	b->flush_for_ready = for_ready;
-	b->flush_timeout_ms = timeout_ms;
 	b->flush_work.data = b;
 	if (uv_queue_work(b->loop, &b->flush_work, bus__flush_work, bus__flush_done) != 0) {
 		b->flush_busy = false;
 		log_error(NULL, "nats: cannot queue flush");
 	}
+}
+
+static void bus__want_flush(struct bus *b, unsigned kind)
+{
+	b->flush_pending |= kind;
+	bus__kick_flush(b);
 }
 
 static void bus__drain(uv_async_t *a)
@@ -219,8 +263,12 @@ static void bus__drain(uv_async_t *a)
 
 	while (it) {
 		struct bus_item *next = it->next;
-		if (it->ev == BUS_RECONNECTED && !b->ready_sent)
-			bus__start_flush(b, 5000, true);
+		if (it->ev == BUS_RECONNECTED) {
+			if (!b->connected_sent)
+				bus__want_flush(b, BUS__FLUSH_CONNECTED);
+			if (b->join_wanted && !b->ready_sent)
+				bus__want_flush(b, BUS__FLUSH_JOINED);
+		}
 		b->cb(b->ud, it->ev, it->msg);
 		if (it->msg)
 			natsMsg_Destroy(it->msg);
@@ -332,15 +380,31 @@ static int bus__subscribe(struct bus *b, int idx, const char *subject, const cha
 	return 0;
 }
 
-static int bus__subscribe_all(struct bus *b, char *err, size_t errlen)
+/* The control subjects, at connect. The queue groups wait for
+ * bus_join_queue: until the model is known, a submit would get the stub. */
+static int bus__subscribe_control(struct bus *b, char *err, size_t errlen)
 {
 	/* Updates first: a broadcast racing the startup request is never missed. */
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_PROBE, b->subj.probe, b->queue_group, BUS_PROBE, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, errlen) < 0)
+	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0)
 		return -1;
+	return 0;
+}
+
+int bus_join_queue(struct bus *b)
+{
+	char err[256];
+
+	if (b->join_wanted)
+		return 0;
+	b->join_wanted = true;
+	if (bus__subscribe(b, BUS_SUB_PROBE, b->subj.probe, b->queue_group, BUS_PROBE, err, sizeof(err)) < 0 ||
+	    bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, sizeof(err)) < 0) {
+		log_error(NULL, "%s", err);
+		return -1;
+	}
+	bus__want_flush(b, BUS__FLUSH_JOINED);
 	return 0;
 }
 
@@ -375,12 +439,12 @@ static void bus__try_connect(uv_timer_t *t)
 
 	switch (s) {
 	case NATS_OK:
-		if (bus__subscribe_all(b, err, sizeof(err)) < 0) {
+		if (bus__subscribe_control(b, err, sizeof(err)) < 0) {
 			snprintf(b->fatal, sizeof(b->fatal), "%s", err);
 			b->cb(b->ud, BUS_FATAL, NULL);
 			return;
 		}
-		bus__start_flush(b, 5000, true);
+		bus__want_flush(b, BUS__FLUSH_CONNECTED);
 		return;
 	case NATS_NO_SERVER:
 	case NATS_IO_ERROR:
@@ -482,28 +546,28 @@ int bus_config_request(struct bus *b, const char *data, size_t len)
 
 void bus_leave_queue(struct bus *b)
 {
-	struct bus_sub *s = &b->subs[BUS_SUB_SUBMIT];
-	if (s->sub) {
-		/* Submits already queued were sent to us alone: answer them (the
-		 * caller is draining, so with busy) rather than drop them. Reads
-		 * happen only on this thread, so none can slip in before the
-		 * unsubscribe. */
-		natsMsg *msg;
-		while (natsSubscription_NextMsg(&msg, s->sub, 0) == NATS_OK) {
-			b->cb(b->ud, BUS_SUBMIT, msg);
-			natsMsg_Destroy(msg);
+	/* Drain, not unsubscribe: the server may already have routed submits
+	 * to us alone; nats.c keeps delivering until the server confirmed the
+	 * UNSUB, and the check handle answers them (busy: we are draining). */
+	for (int i = BUS_SUB_PROBE; i <= BUS_SUB_SUBMIT; i++) {
+		struct bus_sub *s = &b->subs[i];
+		if (s->sub && !s->draining) {
+			s->draining = true;
+			if (natsSubscription_DrainTimeout(s->sub, BUS_FLUSH_TIMEOUT_MS) != NATS_OK)
+				natsSubscription_Unsubscribe(s->sub);
 		}
-		natsSubscription_Unsubscribe(s->sub);
-		natsSubscription_Destroy(s->sub);
-		s->sub = NULL;
 	}
 }
 
 void bus_flush(struct bus *b, int timeout_ms)
 {
-	if (b->flush_busy)
+	if (!b->nc) {
+		/* Never connected: nothing to flush. */
+		b->cb(b->ud, BUS_FLUSHED, NULL);
 		return;
-	bus__start_flush(b, timeout_ms, false);
+	}
+	b->user_timeout_ms = timeout_ms;
+	bus__want_flush(b, BUS__FLUSH_USER);
 }
 
 bool bus_connected(struct bus *b)
@@ -525,6 +589,9 @@ void bus_close(struct bus *b)
 	if (!b)
 		return;
 	b->closing = true;
+	/* A flush queued but not started would find the connection gone. */
+	if (b->flush_busy)
+		(void)uv_cancel((uv_req_t *)&b->flush_work); /* flush_done still runs */
 	uv_timer_stop(&b->retry);
 	uv_close((uv_handle_t *)&b->retry, bus__free_cb);
 	uv_check_stop(&b->check);
@@ -537,9 +604,8 @@ void bus_close(struct bus *b)
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	free(b->inbox);
-	/* Wait for nats.c's threads (one delivery thread per subscription, so
-	 * their close messages are consumed by threads that exist until here)
-	 * so no callback can touch b after this. */
+	/* Wait for nats.c's threads (reconnect, timers) so no connection
+	 * callback can touch b after this. */
 	natsStatus cs = nats_CloseAndWait(5000);
 	if (cs != NATS_OK)
 		log_warn(NULL, "nats: library did not shut down cleanly: %s", natsStatus_GetText(cs));

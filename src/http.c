@@ -210,8 +210,13 @@ void http_free(struct http *h)
 		return;
 	/* Cleanup calls the socket callback with REMOVE for every socket still
 	 * open, which closes their poll handles. */
-	while (h->active)
-		http_abort(h->active);
+	/* What is left is owned by nobody but its transfer (an upstream that
+	 * ended at [DONE] and was draining the body): expiring frees it. */
+	while (h->active) {
+		struct http_xfer *x = h->active;
+		http_abort(x);
+		x->expired(x);
+	}
 	curl_multi_cleanup(h->multi);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, http__free_cb);

@@ -49,6 +49,7 @@ static struct dispatcher {
 	bool verbose; /* -v: debug level whatever the config says, also after a reload */
 
 	bool model_known; /* an answer or a broadcast arrived */
+	bool joined;      /* the submit queue group was joined */
 	uint64_t config_backoff_ms;
 	uv_timer_t config_timer;
 	uv_timer_t grace_timer;
@@ -59,6 +60,9 @@ static struct dispatcher {
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	char last_status[256];
 } d;
+
+static void main__drain(void);
+static void main__join(void);
 
 static void main__usage(FILE *f)
 {
@@ -95,8 +99,15 @@ static void main__update_status(void)
 	struct modelcfg *m = d.models.active;
 
 	static const char *const phases[] = { "starting", "serving", "draining", "stopping" };
-	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d.phase],
-		 m->ready ? m->model : "stub",
+	char model[128];
+
+	/* The model name comes from the control plane; a newline in it would
+	 * start another sd_notify field. */
+	snprintf(model, sizeof(model), "%s", m->ready ? m->model : "stub");
+	for (char *p = model; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d.phase], model,
 		 d.requests ? requests_inflight(d.requests) : 0);
 	if (strcmp(status, d.last_status)) {
 		sd_notify(0, status);
@@ -122,6 +133,7 @@ static void main__apply_model(const char *data, size_t len, const char *source)
 	}
 	d.model_known = true;
 	uv_timer_stop(&d.config_timer);
+	main__join();
 	if (m->has_revision && d.models.have_revision && m->revision < d.models.revision) {
 		log_info(NULL, "model config ignored: stale revision %lld < %lld (from %s)", m->revision,
 			 d.models.revision, source);
@@ -135,6 +147,19 @@ static void main__apply_model(const char *data, size_t len, const char *source)
 		pool_prune(d.pool, d.models.active);
 		log_info(NULL, "model config applied: %s (from %s)", desc, source);
 		main__update_status();
+	}
+}
+
+/* Takes requests only once the model is known (or the control plane did
+ * not answer in time): before that a submit would get the stub. */
+static void main__join(void)
+{
+	if (d.joined || d.phase != PHASE_STARTING)
+		return;
+	d.joined = true;
+	if (bus_join_queue(d.bus) < 0) {
+		d.exit_status = 1;
+		main__drain();
 	}
 }
 
@@ -153,6 +178,7 @@ static void main__on_config_timer(uv_timer_t *t)
 	(void)t;
 	if (d.model_known)
 		return;
+	main__join();
 	if (d.config_backoff_ms == 0) {
 		log_warn(NULL, "no answer from the control plane within %lld ms; serving with the stub until it answers",
 			 d.cfg.timeouts_config_request_ms);
@@ -174,7 +200,8 @@ static void main__on_probe_answer(void *ud, const char *json, size_t len)
 {
 	char *reply = ud;
 
-	if (d.bus)
+	/* json is NULL when the probe was cancelled at shutdown. */
+	if (json && d.bus)
 		(void)!bus_publish(d.bus, reply, json, len);
 	free(reply);
 }
@@ -188,6 +215,12 @@ static void main__probe(natsMsg *msg)
 
 	if (!reply || !*reply)
 		return;
+	if (d.phase != PHASE_RUNNING) {
+		static const char busy[] = "{\"ok\":false,\"error\":\"the dispatcher is not serving (starting or "
+					   "stopping)\",\"endpoints\":[]}";
+		(void)!bus_publish(d.bus, reply, busy, sizeof(busy) - 1);
+		return;
+	}
 	m = modelcfg_parse(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), err, sizeof(err));
 	if (!m) {
 		struct buf b;
@@ -356,29 +389,33 @@ static void main__on_bus(void *ud, enum bus_event ev, natsMsg *msg)
 		main__apply_model(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "broadcast");
 		break;
 	case BUS_PROBE:
-		if (d.phase == PHASE_RUNNING)
-			main__probe(msg);
+		main__probe(msg);
 		break;
 	case BUS_CONFIG_REPLY:
-		if (natsMsg_IsNoResponders(msg)) {
-			log_debug(NULL, "no control plane is listening on %s", bus_subjects(d.bus)->config_get);
-			break;
-		}
 		main__apply_model(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "control plane reply");
 		break;
+	case BUS_CONNECTED:
+		log_info(NULL, "nats: connected; asking the control plane for the model");
+		main__send_config_request();
+		uv_timer_start(&d.config_timer, main__on_config_timer, (uint64_t)d.cfg.timeouts_config_request_ms, 0);
+		break;
 	case BUS_READY:
+		if (d.phase != PHASE_STARTING)
+			break; /* a stop came first: stay stopping */
 		log_info(NULL, "dispatcher ready: subscriptions confirmed by the NATS server");
 		d.phase = PHASE_RUNNING;
 		sd_notify(0, "READY=1");
 		main__update_status();
-		main__send_config_request();
-		uv_timer_start(&d.config_timer, main__on_config_timer, (uint64_t)d.cfg.timeouts_config_request_ms, 0);
 		break;
 	case BUS_DISCONNECTED:
 		log_warn(NULL, "nats: disconnected; events are buffered until the reconnect");
 		break;
 	case BUS_RECONNECTED:
 		log_info(NULL, "nats: reconnected");
+		/* A model broadcast may have been missed while disconnected; the
+		 * revision rule makes asking again safe. */
+		if (d.phase == PHASE_RUNNING)
+			main__send_config_request();
 		break;
 	case BUS_FATAL:
 		log_error(NULL, "cannot start: %s", bus_fatal_reason(d.bus));

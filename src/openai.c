@@ -116,7 +116,8 @@ static void openai__error(json_t *root, struct openai_chunk *out)
 		out->is_error = true;
 		out->error_message = openai__str(root, "error", NULL);
 	} else if (json_is_string(json_object_get(root, "object")) &&
-		   !strcmp(json_string_value(json_object_get(root, "object")), "error")) {
+		   json_string_length(json_object_get(root, "object")) == 5 &&
+		   !memcmp(json_string_value(json_object_get(root, "object")), "error", 5)) {
 		/* Older vLLM streams its ErrorResponse bare. */
 		out->is_error = true;
 		out->error_message = openai__str(root, "message", NULL);

@@ -149,7 +149,10 @@ static void pool__eject(struct pool *p, struct pool_ep *e, uint64_t now)
 	e->ejections++;
 	e->ejected_until = now + cooldown;
 	e->last_ejected = now;
-	log_warn(NULL, "pool: endpoint %s ejected for %llu ms after %d consecutive failures", e->base_url,
+	char url[512];
+
+	util_url_strip_userinfo(e->base_url, url, sizeof(url));
+	log_warn(NULL, "pool: endpoint %s ejected for %llu ms after %d consecutive failures", url,
 		 (unsigned long long)cooldown, e->consecutive_failures);
 	(void)p;
 }
@@ -158,8 +161,11 @@ static void pool__outcome(struct pool *p, struct pool_ep *e, enum pool_outcome o
 {
 	switch (o) {
 	case POOL_SUCCESS:
-		if (e->ejected_until)
-			log_info(NULL, "pool: endpoint %s is back in rotation", e->base_url);
+		if (e->ejected_until) {
+			char url[512];
+			util_url_strip_userinfo(e->base_url, url, sizeof(url));
+			log_info(NULL, "pool: endpoint %s is back in rotation", url);
+		}
 		e->consecutive_failures = 0;
 		e->ejections = 0;
 		e->ejected_until = 0;

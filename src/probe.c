@@ -97,8 +97,13 @@ static void probe__finish(struct probe_check *c, long status, const char *error)
 		util_utf8_truncate(msg, 512);
 	}
 	if (run->pool) {
-		pool_observe(run->pool, pool_get(run->pool, e->base_url), ok ? POOL_SUCCESS : POOL_FAILURE,
-			     http_now(c->x.http));
+		/* Health: unreachable, 5xx and 429 are failures; a 4xx (a wrong
+		 * key, a /models the server lacks) proves the replica answers
+		 * and says nothing of its health, like a 4xx to a request. */
+		bool failed = !status || status >= 500 || status == 429;
+		if (ok || failed)
+			pool_observe(run->pool, pool_get(run->pool, e->base_url), ok ? POOL_SUCCESS : POOL_FAILURE,
+				     http_now(c->x.http));
 	} else {
 		json_t *r = json_pack("{s:s, s:b, s:I, s:I}", "base_url", url, "ok", ok, "latency_ms",
 				      (json_int_t)latency, "status", (json_int_t)status);
@@ -167,7 +172,10 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	probe__checks = c;
 	c->timeout_ms = timeout_ms;
 	buf_init(&c->resp);
-	if (run->pool)
+	if (run->pool && run->cfg->kind == MODELCFG_AZURE)
+		url = xasprintf("%s/models?api-version=%s", e->base_url,
+				*run->cfg->api_version ? run->cfg->api_version : UPSTREAM_AZURE_API_VERSION);
+	else if (run->pool)
 		url = xasprintf("%s/models", e->base_url);
 	else
 		url = upstream_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version);
@@ -246,6 +254,10 @@ void probe_cancel_all(void)
 		http_abort(&c->x);
 		probe__check_free(c);
 	}
-	while (probe__runs)
+	while (probe__runs) {
+		/* Lets the owner free what ud holds. */
+		if (probe__runs->done)
+			probe__runs->done(probe__runs->ud, NULL, 0);
 		probe__run_free(probe__runs);
+	}
 }

@@ -267,8 +267,10 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 	if (res->code && res->retryable && r->deltas == 0 && r->attempts < r->rq->cfg->pool_max_attempts &&
 	    (size_t)__builtin_popcountll(r->tried) < r->model->nendpoints &&
 	    uv_now(r->rq->loop) - r->started_ms < (unsigned long long)r->rq->cfg->timeouts_total_ms) {
-		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts,
-			 r->model->endpoints[r->ep_index].base_url, res->code, res->message);
+		char url[512];
+		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
+		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url, res->code,
+			 res->message);
 		if (request__start_attempt(r) == 0)
 			return;
 	}

@@ -24,7 +24,6 @@
 #define UPSTREAM_ERRBODY_MAX (64 * 1024)
 #define UPSTREAM_RECV_BUFFER 3072L
 #define UPSTREAM_MSG_MAX 512
-#define UPSTREAM_AZURE_API_VERSION "2024-10-21"
 #define UPSTREAM_RETRY_AFTER_MAX_MS 60000ull
 
 enum upstream_state {
@@ -256,9 +255,12 @@ static size_t upstream__on_header(char *buf, size_t size, size_t nitems, void *u
 		tmp[len] = '\0';
 		char *end;
 		unsigned long long secs = strtoull(tmp, &end, 10);
-		u->retry_after_ms = end != tmp ? secs * 1000ull : 1000ull;
-		if (u->retry_after_ms > UPSTREAM_RETRY_AFTER_MAX_MS)
-			u->retry_after_ms = UPSTREAM_RETRY_AFTER_MAX_MS;
+		if (end == tmp)
+			secs = 1;
+		/* Clamp before multiplying: the value comes from the peer. */
+		if (secs > UPSTREAM_RETRY_AFTER_MAX_MS / 1000)
+			secs = UPSTREAM_RETRY_AFTER_MAX_MS / 1000;
+		u->retry_after_ms = secs * 1000ull;
 	}
 	return n;
 }
@@ -276,6 +278,12 @@ static const char *upstream__curl_code(CURLcode rc)
 	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:
+	/* Without a status these mean the backend dropped the connection
+	 * before answering (crashed, restarted, overloaded): unavailable,
+	 * and worth another replica. With a status the caller says protocol. */
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
 		return CONTRACT_E_UPSTREAM_UNAVAILABLE;
 	case CURLE_OPERATION_TIMEDOUT:
 		return CONTRACT_E_UPSTREAM_TIMEOUT;
@@ -316,6 +324,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 		upstream__end_error(u, code, msg);
 	} else {
 		/* A clean end of body: the last event may lack its blank line. */
+		u->chunk_t0 = uv_hrtime();
 		if (u->sse_body && sse_finish(&u->sse, upstream__on_event, u) == SSE_ERR_LINE_TOO_LONG)
 			upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes",
 				       u->sse.max_line);
@@ -337,7 +346,11 @@ static void upstream__on_expired(struct http_xfer *x)
 	struct upstream *u = (struct upstream *)x;
 	char msg[128];
 
-	if (u->state == UP_STREAMING) {
+	if (u->state == UP_STREAMING && u->finish_reason[0] && !u->fail_code) {
+		/* The answer was complete; only [DONE] or the end of the body
+		 * never came. */
+		upstream__end_ok(u);
+	} else if (u->state == UP_STREAMING) {
 		if (http_now(x->http) >= u->total_deadline)
 			snprintf(msg, sizeof(msg), "no complete answer within the total timeout of %lld ms",
 				 u->total_ms);

@@ -299,12 +299,22 @@ void util_url_strip_userinfo(const char *url, char *out, size_t outlen)
 
 void util_redact(char *s, const char *secret)
 {
-	size_t n;
+	size_t n, len;
 
 	if (!s || !secret || !(n = strlen(secret)))
 		return;
 	for (char *p = strstr(s, secret); p; p = strstr(p + n, secret))
 		memset(p, '*', n);
+	/* Text cut short elsewhere may end inside the secret: mask a tail
+	 * that is a prefix of it (four characters or more: "sk-" says
+	 * nothing). */
+	len = strlen(s);
+	for (size_t k = n - 1 < len ? n - 1 : len; k >= 4; k--) {
+		if (!memcmp(s + len - k, secret, k)) {
+			memset(s + len - k, '*', k);
+			break;
+		}
+	}
 }
 
 void util_utf8_truncate(char *s, size_t max)

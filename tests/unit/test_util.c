@@ -451,9 +451,25 @@ static void test_log_journal_and_long(void **state)
 	free(out);
 }
 
+static void test_redact_truncated_tail(void **state)
+{
+	char a[] = "Invalid API key: sk-proj-ABCDEFGHIJ";
+	char b[] = "key sk-proj-ABCDEFGHIJKLMNOP and again sk-p";
+	char c[] = "ends with sk-";
+
+	(void)state;
+	util_redact(a, "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+	assert_string_equal(a, "Invalid API key: ******************");
+	util_redact(b, "sk-proj-ABCDEFGHIJKLMNOP");
+	assert_string_equal(b, "key ************************ and again ****");
+	util_redact(c, "sk-proj-ABCDEFGHIJKLMNOP");
+	assert_string_equal(c, "ends with sk-"); /* three characters reveal nothing */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_redact_truncated_tail),
 		cmocka_unit_test(test_buf_basics),
 		cmocka_unit_test(test_buf_growth),
 		cmocka_unit_test(test_xalloc),
