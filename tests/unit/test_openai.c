@@ -862,6 +862,7 @@ static void test_fast_path_agrees(void **state)
 		"{\"error\":\"\"}",
 		"{\"error\":5}",
 		"{\"object\":\"error\",\"message\":\"old vllm\"}",
+		"{\"object\":\"error\\u0000x\",\"message\":\"m\"}", /* found in review: NUL inside */
 		"{\"model\":\"\",\"choices\":[{\"finish_reason\":\"\",\"delta\":{}}]}",
 		"{\"model\":7,\"choices\":[{\"finish_reason\":null,\"delta\":[]}]}",
 		"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
