@@ -265,6 +265,75 @@ static void test_snapshot_lifetime(void **state)
 	modelcfg_unref(NULL);
 }
 
+static struct modelcfg *parse_ok(const char *j)
+{
+	char err[256] = "";
+	struct modelcfg *c = modelcfg_parse(j, strlen(j), err, sizeof(err));
+	if (!c)
+		print_error("parse failed: %s\n", err);
+	assert_non_null(c);
+	return c;
+}
+
+static void parse_bad(const char *j, const char *want)
+{
+	char err[256] = "";
+	struct modelcfg *c = modelcfg_parse(j, strlen(j), err, sizeof(err));
+	assert_null(c);
+	assert_string_equal(err, want);
+	assert_null(strstr(err, "sk-"));
+}
+
+static void test_endpoints(void **state)
+{
+	struct modelcfg *c;
+
+	(void)state;
+	/* The single form is one endpoint of weight 1. */
+	c = parse_ok("{\"model\":\"m\",\"base_url\":\"http://a/v1/\",\"api_key\":\"sk-a\"}");
+	assert_int_equal(c->nendpoints, 1);
+	assert_string_equal(c->endpoints[0].base_url, "http://a/v1");
+	assert_string_equal(c->endpoints[0].api_key, "sk-a");
+	assert_int_equal(c->endpoints[0].weight, 1);
+	assert_true(c->ready);
+	modelcfg_unref(c);
+	/* endpoints: own key or the top-level one, weights, slashes stripped. */
+	c = parse_ok("{\"model\":\"m\",\"api_key\":\"sk-top\",\"provider\":\"vllm\",\"endpoints\":["
+		     "{\"base_url\":\"http://a/v1/\",\"weight\":3},"
+		     "{\"base_url\":\"http://b/v1\",\"api_key\":\"sk-b\",\"weight\":null}]}");
+	assert_int_equal(c->nendpoints, 2);
+	assert_string_equal(c->endpoints[0].base_url, "http://a/v1");
+	assert_string_equal(c->endpoints[0].api_key, "sk-top");
+	assert_int_equal(c->endpoints[0].weight, 3);
+	assert_string_equal(c->endpoints[1].api_key, "sk-b");
+	assert_int_equal(c->endpoints[1].weight, 1);
+	assert_string_equal(c->base_url, "http://a/v1"); /* the first endpoint's */
+	assert_int_equal(c->kind, MODELCFG_VLLM);
+	assert_true(c->ready);
+	modelcfg_unref(c);
+	/* No endpoint: not ready. An unknown provider is kept, flagged. */
+	c = parse_ok("{\"model\":\"m\",\"endpoints\":[],\"provider\":\"acme\"}");
+	assert_false(c->ready);
+	assert_int_equal(c->kind, MODELCFG_UNKNOWN);
+	modelcfg_unref(c);
+
+	parse_bad("{\"endpoints\":{}}", "endpoints: must be an array");
+	parse_bad("{\"endpoints\":[1]}", "endpoints[0]: must be an object");
+	parse_bad("{\"endpoints\":[{\"base_url\":\"\"}]}", "endpoints[0].base_url: must be a non-empty string");
+	parse_bad("{\"endpoints\":[{\"base_url\":\"http://a\",\"api_key\":5}]}",
+		  "endpoints[0].api_key: must be a string");
+	parse_bad("{\"endpoints\":[{\"base_url\":\"http://a\",\"weight\":0}]}",
+		  "endpoints[0].weight: must be an integer from 1 to 1000");
+	parse_bad("{\"endpoints\":[{\"base_url\":\"http://a\",\"weight\":1.5}]}",
+		  "endpoints[0].weight: must be an integer from 1 to 1000");
+	char big[8192];
+	size_t n = (size_t)snprintf(big, sizeof(big), "{\"endpoints\":[");
+	for (int i = 0; i < MODELCFG_MAX_ENDPOINTS + 1; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "%s{\"base_url\":\"http://h%d\"}", i ? "," : "", i);
+	snprintf(big + n, sizeof(big) - n, "]}");
+	parse_bad(big, "endpoints: at most 64 entries");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_store_revisions),
 		cmocka_unit_test(test_store_first_revision_any),
 		cmocka_unit_test(test_snapshot_lifetime),
+		cmocka_unit_test(test_endpoints),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
