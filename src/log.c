@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int log__level = LOG_LVL_INFO;
 static bool log__journal;
@@ -21,7 +23,13 @@ static const struct {
 void log_init(void)
 {
 	const char *js = getenv("JOURNAL_STREAM");
-	log__journal = js && *js;
+	unsigned long long dev, ino;
+	struct stat st;
+
+	/* JOURNAL_STREAM is "device:inode" of the journal's stream; it is
+	 * inherited, so trust it only if it is still our stderr. */
+	log__journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+		       (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 void log_set_level(int level)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -428,11 +429,26 @@ static void test_log_journal_and_long(void **state)
 	char big[3000];
 
 	(void)state;
+	/* An inherited JOURNAL_STREAM that is not our stderr: plain lines. */
 	setenv("JOURNAL_STREAM", "8:1234", 1);
-	log_init();
 	cap_begin();
-	log_notice(NULL, "hello");
+	log_init();
+	log_notice(NULL, "plain");
 	char *out = cap_end();
+	assert_null(strstr(out, "<5>"));
+	assert_non_null(strstr(out, " notice plain\n"));
+	free(out);
+
+	/* JOURNAL_STREAM naming our stderr: priority prefixes, no timestamp. */
+	struct stat st;
+	char js[64];
+	cap_begin();
+	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	log_init();
+	log_notice(NULL, "hello");
+	out = cap_end();
 	assert_string_equal(out, "<5>hello\n");
 	free(out);
 
