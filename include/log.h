@@ -1,4 +1,4 @@
-/* log: leveled lines on stderr. Under journald (JOURNAL_STREAM set) lines carry
+/* log: leveled lines on stderr. Under journald (JOURNAL_STREAM naming stderr) lines carry
  * "<N>" syslog priorities and no timestamp; otherwise an ISO-8601 timestamp.
  * Every formatted message is escaped (control bytes become \xNN), so text a
  * peer sent can never forge a log line. Knows nothing of secrets: callers
