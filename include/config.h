@@ -77,6 +77,10 @@ void config_free(struct config *c);
  * passed, only key names. */
 void config_diff(const struct config *a, const struct config *b,
 		 void (*cb)(void *ud, const char *key, bool live), void *ud);
+/* After a reload: gives next the running values of every key that needs a
+ * restart (and cur the new ones, to be freed with it), so next can replace
+ * cur. The table's live flags decide; nothing else lists those keys. */
+void config_keep_restart_keys(struct config *next, struct config *cur);
 /* Writes every key with its default and description as Markdown table rows
  * (used to keep docs/config.md true). */
 void config_print_reference(void);

@@ -928,6 +928,45 @@ void config_diff(const struct config *a, const struct config *b,
 	}
 }
 
+void config_keep_restart_keys(struct config *next, struct config *cur)
+{
+	for (size_t i = 0; i < CONFIG__NKEYS; i++) {
+		const struct config__key *k = &config__keys[i];
+		/* A *_file secret shares its field with the inline key: swap once. */
+		if (k->live || k->type == CONFIG__SECRET_FILE)
+			continue;
+		char *a = (char *)next + k->off, *b = (char *)cur + k->off;
+		switch (k->type) {
+		case CONFIG__INT: {
+			long long t = *(long long *)a;
+			*(long long *)a = *(long long *)b;
+			*(long long *)b = t;
+			break;
+		}
+		case CONFIG__LEVEL: {
+			int t = *(int *)a;
+			*(int *)a = *(int *)b;
+			*(int *)b = t;
+			break;
+		}
+		case CONFIG__LIST: {
+			size_t n = next->nats_servers_count; /* the one list key */
+			char **t = *(char ***)a;
+			next->nats_servers_count = cur->nats_servers_count;
+			cur->nats_servers_count = n;
+			*(char ***)a = *(char ***)b;
+			*(char ***)b = t;
+			break;
+		}
+		default: {
+			char *t = *(char **)a;
+			*(char **)a = *(char **)b;
+			*(char **)b = t;
+		}
+		}
+	}
+}
+
 /* Appends s for a Markdown table cell: a JSON literal, '|' escaped. */
 static void config__md_default(struct buf *out, const struct config__key *k)
 {

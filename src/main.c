@@ -297,37 +297,6 @@ static void main__on_reload_key(void *ud, const char *key, bool live)
 		log_warn(NULL, "reload: %s changed but needs a restart; keeping the running value", key);
 }
 
-/* Moves the keys that need a restart from cur into next, so next carries the
- * running values for them. */
-static void main__keep_restart_keys(struct config *next, struct config *cur)
-{
-#define MAIN_SWAP(f)                                \
-	do {                                        \
-		__typeof__(next->f) tmp = next->f;  \
-		next->f = cur->f;                   \
-		cur->f = tmp;                       \
-	} while (0)
-	MAIN_SWAP(nats_servers);
-	MAIN_SWAP(nats_servers_count);
-	MAIN_SWAP(nats_user);
-	MAIN_SWAP(nats_password);
-	MAIN_SWAP(nats_token);
-	MAIN_SWAP(nats_credentials_file);
-	MAIN_SWAP(nats_nkey_seed_file);
-	MAIN_SWAP(nats_nkey);
-	MAIN_SWAP(nats_tls_ca_file);
-	MAIN_SWAP(nats_tls_cert_file);
-	MAIN_SWAP(nats_tls_key_file);
-	MAIN_SWAP(nats_tls_server_name);
-	MAIN_SWAP(nats_reconnect_wait_ms);
-	MAIN_SWAP(nats_connect_timeout_ms);
-	MAIN_SWAP(subject_prefix);
-	MAIN_SWAP(queue_group);
-	MAIN_SWAP(instance_id);
-	MAIN_SWAP(limits_max_connections_per_endpoint);
-#undef MAIN_SWAP
-}
-
 static void main__reload(void)
 {
 	struct config next;
@@ -340,7 +309,7 @@ static void main__reload(void)
 		log_error(NULL, "reload failed, keeping the running configuration: %s", err);
 	} else {
 		config_diff(&d.cfg, &next, main__on_reload_key, NULL);
-		main__keep_restart_keys(&next, &d.cfg);
+		config_keep_restart_keys(&next, &d.cfg);
 		config_free(&d.cfg);
 		d.cfg = next;
 		log_set_level(d.verbose ? LOG_LVL_DEBUG : d.cfg.log_level);

@@ -648,9 +648,40 @@ static void test_docs_match_table(void **state)
 	assert_true(rows >= 30);
 }
 
+/* A reload keeps the running value of every key that needs a restart. */
+static void test_keep_restart_keys(void **state)
+{
+	struct config cur, next;
+
+	(void)state;
+	load_ok("{\"nats\": {\"servers\": [\"nats://a:1\"], \"user\": \"u\", \"password\": \"p1\"},"
+		" \"subject_prefix\": \"old\", \"limits\": {\"max_connections_per_endpoint\": 4},"
+		" \"stub\": {\"ttft_ms\": 10}}",
+		&cur);
+	load_ok("{\"nats\": {\"servers\": [\"nats://b:1\", \"nats://c:1\"], \"user\": \"u\", \"password\": \"p2\"},"
+		" \"subject_prefix\": \"new\", \"limits\": {\"max_connections_per_endpoint\": 9},"
+		" \"stub\": {\"ttft_ms\": 20}}",
+		&next);
+	config_keep_restart_keys(&next, &cur);
+	/* next: the running values of restart keys, the new live ones. */
+	assert_string_equal(next.subject_prefix, "old");
+	assert_int_equal(next.nats_servers_count, 1);
+	assert_string_equal(next.nats_servers[0], "nats://a:1");
+	assert_string_equal(next.nats_password, "p1");
+	assert_int_equal(next.limits_max_connections_per_endpoint, 4);
+	assert_int_equal(next.stub_ttft_ms, 20);
+	/* cur holds the rest, and both free cleanly (ASan checks). */
+	assert_string_equal(cur.subject_prefix, "new");
+	assert_int_equal(cur.nats_servers_count, 2);
+	assert_string_equal(cur.nats_password, "p2");
+	config_free(&cur);
+	config_free(&next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_keep_restart_keys),
 		cmocka_unit_test_setup_teardown(test_defaults_match_example, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_null_path_is_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
