@@ -432,6 +432,13 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	}
 	upstream_easy_defaults(e);
 	curl_easy_setopt(e, CURLOPT_URL, url);
+	if (!strncasecmp(url, "https:", 6)) {
+		/* HTTP/2 where the server offers it (ALPN), and a new stream waits
+		 * for a connection that may multiplex instead of opening its own:
+		 * thousands of streams then share a few connections. */
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)u->body->data);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->body->len);
