@@ -263,6 +263,14 @@ static void bus__drain(uv_async_t *a)
 
 	while (it) {
 		struct bus_item *next = it->next;
+		if (b->closing) {
+			/* A callback closed the bus: the rest is moot. */
+			if (it->msg)
+				natsMsg_Destroy(it->msg);
+			free(it);
+			it = next;
+			continue;
+		}
 		if (it->ev == BUS_RECONNECTED) {
 			if (!b->connected_sent)
 				bus__want_flush(b, BUS__FLUSH_CONNECTED);
