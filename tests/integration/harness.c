@@ -413,6 +413,54 @@ static void h__proc_cleanup(void *p)
 	h_proc_free(p);
 }
 
+/* Forks and execs argv: stdin from /dev/null, stdout to out_fd, stderr to
+ * err_fd, signals back to default, every other descriptor closed, and the
+ * child killed if the test dies. envp NULL keeps the environment; pidvar (may
+ * be NULL, e.g. "WATCHDOG_PID=") gets the child's own pid appended in the
+ * child. Only async-signal-safe calls between fork and exec: the parent has
+ * threads. */
+static pid_t h__fork_exec(char *const argv[], int out_fd, int err_fd, char *const envp[], char *pidvar)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (pidvar) {
+			char digits[16];
+			int nd = 0;
+			for (unsigned long v = (unsigned long)getpid(); v; v /= 10)
+				digits[nd++] = (char)('0' + v % 10);
+			size_t at = strlen(pidvar);
+			while (nd > 0)
+				pidvar[at++] = digits[--nd];
+			pidvar[at] = '\0';
+		}
+		int in = open("/dev/null", O_RDONLY);
+		dup2(in, 0);
+		dup2(out_fd, 1);
+		dup2(err_fd, 2);
+		for (int i = 3; i < 1024; i++)
+			close(i);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (envp)
+			execvpe(argv[0], argv, envp);
+		else
+			execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* Objects that own a process (nats, mock, daemon) stop it themselves, so only
  * h_spawn's callers get a cleanup entry of their own. */
 static struct h_proc *h__spawn(const char *name, char *const argv[])
@@ -423,31 +471,7 @@ static struct h_proc *h__spawn(const char *name, char *const argv[])
 	int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		fail_msg("open %s: %s", p->log_path, strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		fail_msg("fork: %s", strerror(errno));
-	if (pid == 0) {
-		/* Only async-signal-safe calls until exec: the parent has threads. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int in = open("/dev/null", O_RDONLY);
-		dup2(in, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		for (int i = 3; i < 1024; i++)
-			close(i);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
+	pid_t pid = h__fork_exec(argv, fd, fd, NULL, NULL);
 	close(fd);
 	p->pid = pid;
 	h__track_pid(pid);
@@ -1573,40 +1597,7 @@ static struct h_proc *h__spawn_env(const char *name, char *const argv[], const c
 	int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		fail_msg("open %s: %s", p->log_path, strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		fail_msg("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		if (pid_self) {
-			char digits[16];
-			int nd = 0;
-			for (unsigned long v = (unsigned long)getpid(); v; v /= 10)
-				digits[nd++] = (char)('0' + v % 10);
-			size_t at = strlen(pidvar);
-			while (nd > 0)
-				pidvar[at++] = digits[--nd];
-			pidvar[at] = '\0';
-		}
-		int in = open("/dev/null", O_RDONLY);
-		dup2(in, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		for (int i = 3; i < 1024; i++)
-			close(i);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		execvpe(argv[0], argv, envp);
-		_exit(127);
-	}
+	pid_t pid = h__fork_exec(argv, fd, fd, envp, pid_self ? pidvar : NULL);
 	close(fd);
 	free(envp);
 	p->pid = pid;
@@ -1962,31 +1953,7 @@ struct h_cmd *h_cmd_start(const char *name, char *const argv[])
 	int err = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (out < 0 || err < 0)
 		fail_msg("open %s: %s", c->out_path, strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		fail_msg("fork: %s", strerror(errno));
-	if (pid == 0) {
-		/* Only async-signal-safe calls until exec, as in h__spawn. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int in = open("/dev/null", O_RDONLY);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(err, 2);
-		for (int i = 3; i < 1024; i++)
-			close(i);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
+	pid_t pid = h__fork_exec(argv, out, err, NULL, NULL);
 	close(out);
 	close(err);
 	c->proc->pid = pid;
