@@ -854,48 +854,11 @@ static void h__daemon_cleanup(void *p)
 
 struct h_daemon *h_daemon_start(struct h_nats *n, const char *prefix, json_t *overrides)
 {
-	static int seq;
-	struct h_daemon *d = xcalloc(1, sizeof(*d));
-	h__push(h__daemon_cleanup, d);
-	d->prefix = xstrdup(prefix);
-	d->name = xasprintf("daemon-%s-%d", prefix, ++seq);
-	d->cfg_path = xasprintf("%s/%s.json", h__tmpdir, d->name);
+	struct h_daemon *d = h_daemon_spawn(n, prefix, overrides, NULL);
 
-	json_error_t err;
-	json_t *cfg = json_load_file("config/dispatcher.json", 0, &err);
-	if (!cfg)
-		fail_msg("config/dispatcher.json: %s (tests run from the repository root)", err.text);
-	json_t *defs = json_pack("{s:{s:[s],s:i,s:i},s:s,s:s,s:{s:i},s:{s:i,s:i},s:{s:i}}", "nats", "servers",
-				 n->url, "reconnect_wait_ms", 1000, "connect_timeout_ms", 2000, "subject_prefix",
-				 prefix, "instance_id", d->name, "timeouts", "config_request_ms", 300, "stub",
-				 "ttft_ms", 50, "inter_token_ms", 5, "shutdown", "grace_ms", 3000);
-	assert_non_null(defs);
-	h__json_merge(cfg, defs);
-	json_decref(defs);
-	if (overrides)
-		h__json_merge(cfg, overrides);
-	if (json_dump_file(cfg, d->cfg_path, JSON_INDENT(2)) != 0)
-		fail_msg("cannot write %s", d->cfg_path);
-	json_decref(cfg);
-
-	char *bin = xasprintf("%s/sundynix-dispatcher", h_build());
-	if (access(bin, X_OK) != 0) {
-		free(bin);
-		fail_msg("%s/sundynix-dispatcher is missing (make all)", h_build());
-	}
-	char *argv[] = { bin, "-c", d->cfg_path, "-v", NULL };
-	d->proc = h__spawn(d->name, argv);
-	free(bin);
-	d->log_path = xstrdup(d->proc->log_path);
-	unsigned long long end = util_now_ms() + 15000;
-	while (!h_file_contains(d->log_path, "dispatcher ready")) {
-		if (util_now_ms() >= end || !h_proc_alive(d->proc)) {
-			h_daemon_dump_log(d);
-			fail_msg("daemon %s did not log \"dispatcher ready\" (%s)", d->name,
-				 h_proc_alive(d->proc) ? "timeout" : "it exited");
-		}
-		h_sleep_ms(10);
-	}
+	if (!h_daemon_wait_ready(d, 15000))
+		fail_msg("daemon %s did not log \"dispatcher ready\" (%s)", d->name,
+			 h_proc_alive(d->proc) ? "timeout" : "it exited");
 	return d;
 }
 
