@@ -8,21 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "provider.h"
 #include "util.h"
 
 #define MODELCFG_MAX_ENDPOINTS 64
-
-/* The providers whose quirks we know. Anything else is treated as OpenAI. */
-enum modelcfg_provider {
-	MODELCFG_OPENAI,
-	MODELCFG_VLLM,
-	MODELCFG_OLLAMA,
-	MODELCFG_LLAMACPP,
-	MODELCFG_DEEPSEEK,
-	MODELCFG_AZURE,
-	MODELCFG_OPENROUTER,
-	MODELCFG_UNKNOWN,
-};
 
 /* One replica serving the model. */
 struct modelcfg_endpoint {
@@ -34,7 +23,7 @@ struct modelcfg_endpoint {
 struct modelcfg {
 	int refs;
 	char *provider; /* "" when absent; never NULL */
-	enum modelcfg_provider kind;
+	enum provider_kind kind;
 	char *base_url; /* "" when absent, trailing '/' removed; the first endpoint's */
 	char *api_key;  /* "" when absent; the first endpoint's */
 	char *model;    /* "" when absent */
@@ -47,9 +36,6 @@ struct modelcfg {
 	long long revision;
 	bool ready; /* model non-empty and at least one endpoint */
 };
-
-/* The provider kind for a name ("" is openai). */
-enum modelcfg_provider modelcfg_provider_kind(const char *name);
 
 /* Parses a ModelConfig message body: an object, `null`, `{}`, or an empty or
  * all-whitespace body (the last three give a non-ready config). Unknown fields

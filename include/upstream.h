@@ -9,12 +9,10 @@
 #include <stddef.h>
 
 #include "openai.h"
+#include "provider.h"
 
 struct http;
 struct upstream;
-
-/* Azure's api-version when the ModelConfig names none. */
-#define UPSTREAM_AZURE_API_VERSION "2024-10-21"
 
 enum upstream_delta { UPSTREAM_TOKEN, UPSTREAM_REASONING };
 
@@ -44,7 +42,7 @@ struct upstream_params {
 	const char *rid;      /* for log lines */
 	const char *base_url; /* without trailing '/' */
 	const char *api_key;  /* "" for none */
-	int provider;         /* enum modelcfg_provider: selects URL and auth quirks */
+	enum provider_kind provider; /* selects URL and auth quirks */
 	const char *model;    /* azure: the deployment, part of the path */
 	const char *api_version; /* azure: api-version ("" = default) */
 	struct rcstr *body;   /* request body; the upstream takes its own reference */
@@ -54,15 +52,6 @@ struct upstream_params {
 	long long total_ms;
 	size_t max_line;
 };
-
-/* The provider quirks every call to a backend shares (the probe uses them
- * too): the chat-completions URL of an endpoint (malloc'd; azure names the
- * deployment in the path and versions its API), the credentials header
- * appended to headers (Bearer, or azure's api-key), and the options every
- * easy handle gets (http/https only, no redirects, TLS verification). */
-char *upstream_chat_url(int provider, const char *base_url, const char *model, const char *api_version);
-struct curl_slist *upstream_auth_header(struct curl_slist *headers, int provider, const char *api_key);
-void upstream_easy_defaults(void *easy);
 
 struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,
 				void *ud);

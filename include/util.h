@@ -18,6 +18,9 @@ void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
 char *xstrdup(const char *s) __attribute__((malloc, returns_nonnull));
 char *xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnull));
 char *xasprintf(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((returns_nonnull));
+/* A library reported that it could not allocate (curl_easy_init returned
+ * NULL, say): the same policy as the x* family, fatal. */
+void util_oom(void) __attribute__((noreturn));
 
 /* A growable byte buffer. Always NUL-terminated after any append (the NUL is
  * not counted in len), so data can be handed to C string functions. */

@@ -141,7 +141,7 @@ static void main__apply_model(const char *data, size_t len, const char *source)
 		return;
 	}
 	main__describe_model(m, desc, sizeof(desc));
-	if (m->kind == MODELCFG_UNKNOWN)
+	if (m->kind == PROVIDER_UNKNOWN)
 		log_warn(NULL, "unknown provider \"%s\": treating it as OpenAI-compatible", m->provider);
 	if (modelcfg_store_apply(&d.models, m)) {
 		pool_prune(d.pool, d.models.active);

@@ -39,22 +39,6 @@ static void modelcfg__free(struct modelcfg *c)
 	free(c);
 }
 
-static const char *const modelcfg__providers[] = {
-	[MODELCFG_OPENAI] = "openai",     [MODELCFG_VLLM] = "vllm",         [MODELCFG_OLLAMA] = "ollama",
-	[MODELCFG_LLAMACPP] = "llamacpp", [MODELCFG_DEEPSEEK] = "deepseek", [MODELCFG_AZURE] = "azure",
-	[MODELCFG_OPENROUTER] = "openrouter",
-};
-
-enum modelcfg_provider modelcfg_provider_kind(const char *name)
-{
-	if (!name || !*name)
-		return MODELCFG_OPENAI;
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(modelcfg__providers); i++)
-		if (!strcmp(name, modelcfg__providers[i]))
-			return (enum modelcfg_provider)i;
-	return MODELCFG_UNKNOWN;
-}
-
 static void modelcfg__strip_slash(char *url)
 {
 	/* Callers append "/chat/completions"; a trailing slash would double it. */
@@ -170,7 +154,7 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 	    modelcfg__str(root, "model", &c->model, err, errlen) ||
 	    modelcfg__str(root, "api_version", &c->api_version, err, errlen))
 		goto fail;
-	c->kind = modelcfg_provider_kind(c->provider);
+	c->kind = provider_from_name(c->provider);
 	modelcfg__strip_slash(c->base_url);
 	json_t *eps = json_object_get(root, "endpoints");
 	if (eps && !json_is_null(eps)) {

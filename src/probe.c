@@ -13,7 +13,7 @@
 #include "modelcfg.h"
 #include "openai.h"
 #include "pool.h"
-#include "upstream.h"
+#include "provider.h"
 #include "util.h"
 
 #define PROBE_BODY_MAX (64 * 1024)
@@ -172,15 +172,12 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	probe__checks = c;
 	c->timeout_ms = timeout_ms;
 	buf_init(&c->resp);
-	if (run->pool && run->cfg->kind == MODELCFG_AZURE)
-		url = xasprintf("%s/models?api-version=%s", e->base_url,
-				*run->cfg->api_version ? run->cfg->api_version : UPSTREAM_AZURE_API_VERSION);
-	else if (run->pool)
-		url = xasprintf("%s/models", e->base_url);
+	if (run->pool)
+		url = provider_models_url(run->cfg->kind, e->base_url, run->cfg->api_version);
 	else
-		url = upstream_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version);
-	c->headers = upstream_auth_header(c->headers, run->cfg->kind, e->api_key);
-	easy = c->x.easy = curl_easy_init();
+		url = provider_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version);
+	c->headers = provider_auth_header(c->headers, run->cfg->kind, e->api_key);
+	easy = c->x.easy = provider_easy(url);
 	if (!run->pool) {
 		json_t *b = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model", run->cfg->model, "messages", "role",
 				      "user", "content", "ping", "max_tokens", 1, "stream", 0);
@@ -189,8 +186,6 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 		c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, c->body);
 	}
-	upstream_easy_defaults(easy);
-	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, c->headers);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, probe__on_write);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, c);

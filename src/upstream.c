@@ -18,7 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "modelcfg.h"
+#include "provider.h"
 #include "sse.h"
 
 #define UPSTREAM_ERRBODY_MAX (64 * 1024)
@@ -365,46 +365,11 @@ static void upstream__on_expired(struct http_xfer *x)
 	upstream__free(u);
 }
 
-char *upstream_chat_url(int provider, const char *base_url, const char *model, const char *api_version)
-{
-	if (provider == MODELCFG_AZURE) {
-		char *dep = curl_easy_escape(NULL, model, 0);
-		char *url = xasprintf("%s/deployments/%s/chat/completions?api-version=%s", base_url, dep,
-				      api_version && *api_version ? api_version : UPSTREAM_AZURE_API_VERSION);
-		curl_free(dep);
-		return url;
-	}
-	return xasprintf("%s/chat/completions", base_url);
-}
-
-struct curl_slist *upstream_auth_header(struct curl_slist *headers, int provider, const char *api_key)
-{
-	char *auth;
-
-	if (!*api_key)
-		return headers;
-	auth = provider == MODELCFG_AZURE ? xasprintf("api-key: %s", api_key)
-					  : xasprintf("Authorization: Bearer %s", api_key);
-	headers = curl_slist_append(headers, auth);
-	explicit_bzero(auth, strlen(auth));
-	free(auth);
-	return headers;
-}
-
-void upstream_easy_defaults(void *easy)
-{
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-}
-
 struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,
 				void *ud)
 {
 	struct upstream *u = xcalloc(1, sizeof(*u));
-	char *url = upstream_chat_url(p->provider, p->base_url, p->model, p->api_version);
+	char *url = provider_chat_url(p->provider, p->base_url, p->model, p->api_version);
 	CURL *e;
 
 	snprintf(u->rid, sizeof(u->rid), "%s", p->rid);
@@ -423,22 +388,9 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	u->headers = curl_slist_append(u->headers, "Content-Type: application/json");
 	u->headers = curl_slist_append(u->headers, "Accept: text/event-stream");
 	u->headers = curl_slist_append(u->headers, "Expect:");
-	u->headers = upstream_auth_header(u->headers, p->provider, p->api_key);
+	u->headers = provider_auth_header(u->headers, p->provider, p->api_key);
 
-	e = u->x.easy = curl_easy_init();
-	if (!e) {
-		log_error(u->rid, "curl: cannot create an easy handle");
-		abort();
-	}
-	upstream_easy_defaults(e);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	if (!strncasecmp(url, "https:", 6)) {
-		/* HTTP/2 where the server offers it (ALPN), and a new stream waits
-		 * for a connection that may multiplex instead of opening its own:
-		 * thousands of streams then share a few connections. */
-		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-	}
+	e = u->x.easy = provider_easy(url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)u->body->data);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->body->len);

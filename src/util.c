@@ -13,6 +13,12 @@ static void __attribute__((noreturn)) util__oom(size_t n)
 	abort();
 }
 
+void util_oom(void)
+{
+	fprintf(stderr, "fatal: out of memory inside a library\n");
+	abort();
+}
+
 void *xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

@@ -308,13 +308,13 @@ static void test_endpoints(void **state)
 	assert_string_equal(c->endpoints[1].api_key, "sk-b");
 	assert_int_equal(c->endpoints[1].weight, 1);
 	assert_string_equal(c->base_url, "http://a/v1"); /* the first endpoint's */
-	assert_int_equal(c->kind, MODELCFG_VLLM);
+	assert_int_equal(c->kind, PROVIDER_VLLM);
 	assert_true(c->ready);
 	modelcfg_unref(c);
 	/* No endpoint: not ready. An unknown provider is kept, flagged. */
 	c = parse_ok("{\"model\":\"m\",\"endpoints\":[],\"provider\":\"acme\"}");
 	assert_false(c->ready);
-	assert_int_equal(c->kind, MODELCFG_UNKNOWN);
+	assert_int_equal(c->kind, PROVIDER_UNKNOWN);
 	modelcfg_unref(c);
 
 	parse_bad("{\"endpoints\":{}}", "endpoints: must be an array");
