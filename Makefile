@@ -27,19 +27,19 @@ override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
 PURE_MODS   := util log config contract provider modelcfg prompt sse openai
-DAEMON_MODS := metrics pool bus http upstream probe stub request main
+DAEMON_MODS := metrics pool bus http upstream probe control stub request main
 CTL_MODS    := sundynixctl
 
 PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
 DAEMON_OBJS := $(PURE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
-CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/sundynixctl.o
+CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/provider.o $(BUILD)/obj/modelcfg.o $(BUILD)/obj/sundynixctl.o
 
 DAEMON := $(BUILD)/sundynix-dispatcher
 CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tests/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool
+UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool request
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_contract := util contract
@@ -49,6 +49,7 @@ unit_objs_prompt   := util prompt
 unit_objs_config   := util log config
 unit_objs_util     := util log
 unit_objs_pool     := util log provider modelcfg pool
+unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub request
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program using tests/integration/harness.c

@@ -5,11 +5,11 @@
 #ifndef SUNDYNIX_BUS_H
 #define SUNDYNIX_BUS_H
 
-#include <nats/nats.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
+#include "contract.h"
 #include "util.h"
 
 struct config;
@@ -30,18 +30,16 @@ enum bus_event {
 	BUS_FLUSHED,        /* a bus_flush finished */
 };
 
-/* msg is NULL for connection events. The bus destroys msg after the callback
- * returns. */
-typedef void (*bus_cb)(void *ud, enum bus_event ev, natsMsg *msg);
-
-struct bus_subjects {
-	char *submit;         /* <prefix>.chat.submit */
-	char *cancel;         /* <prefix>.chat.cancel */
-	char *stream_prefix;  /* <prefix>.chat.stream. */
-	char *config_get;     /* <prefix>.config.model.get */
-	char *config_updated; /* <prefix>.config.model.updated */
-	char *probe;          /* <prefix>.dispatcher.probe */
+/* A message as the bus hands it over: valid only during the callback. */
+struct bus_msg {
+	const char *subject;
+	const char *data;
+	size_t len;
+	const char *reply; /* NULL when the sender wants no answer */
 };
+
+/* msg is NULL for connection events. */
+typedef void (*bus_cb)(void *ud, enum bus_event ev, const struct bus_msg *msg);
 
 /* Starts connecting from the loop (retrying while no server answers) and,
  * once connected, subscribes to the control subjects: config updates first,
@@ -51,7 +49,7 @@ struct bus_subjects {
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
 /* Why BUS_FATAL was reported; never contains a secret. */
 const char *bus_fatal_reason(const struct bus *b);
-const struct bus_subjects *bus_subjects(const struct bus *b);
+const struct contract_subjects *bus_subjects(const struct bus *b);
 /* Publishes on the loop thread; nats.c buffers while disconnected. */
 int bus_publish(struct bus *b, const char *subject, const char *data, size_t len) UTIL_WUR;
 /* Sends the startup model config request; the answer arrives as BUS_CONFIG_REPLY. */
@@ -65,9 +63,11 @@ void bus_leave_queue(struct bus *b);
 /* Round trip to the server on a worker thread (the loop keeps running);
  * BUS_FLUSHED arrives on the loop when done or after timeout_ms. */
 void bus_flush(struct bus *b, int timeout_ms);
-bool bus_connected(struct bus *b);
-/* Closes the connection and frees the bus. Call once the loop is winding down;
- * pending handles are closed through the loop, so run it once more after. */
+/* Closes the connection and the bus's loop handles; from then on nothing is
+ * reported. Run the loop to its end after it, then call bus_free. */
 void bus_close(struct bus *b);
+/* After the loop has ended: waits (bounded) for nats.c's own threads, so
+ * no connection callback can touch the bus any more, and frees it. */
+void bus_free(struct bus *b);
 
 #endif

@@ -12,10 +12,15 @@
 
 #include "util.h"
 
+/* A list of strings: v is NULL-terminated and holds n >= 1 entries. */
+struct config_list {
+	char **v;
+	size_t n;
+};
+
 struct config {
 	/* nats.* (restart needed) */
-	char **nats_servers; /* NULL-terminated array, at least one entry */
-	size_t nats_servers_count;
+	struct config_list nats_servers;
 	char *nats_user;
 	char *nats_password;    /* from nats.password or nats.password_file */
 	char *nats_token;       /* from nats.token or nats.token_file */

@@ -13,16 +13,40 @@
 
 #define CONTRACT_RID_MAX 128
 
-/* Error codes of the contract, as they appear on the wire. */
-#define CONTRACT_E_BAD_REQUEST "bad_request"
-#define CONTRACT_E_BUSY "busy"
-#define CONTRACT_E_CANCELLED "cancelled"
-#define CONTRACT_E_UPSTREAM_UNAVAILABLE "upstream_unavailable"
-#define CONTRACT_E_UPSTREAM_HTTP "upstream_http"
-#define CONTRACT_E_UPSTREAM_PROTOCOL "upstream_protocol"
-#define CONTRACT_E_UPSTREAM_TIMEOUT "upstream_timeout"
-#define CONTRACT_E_SHUTTING_DOWN "shutting_down"
-#define CONTRACT_E_INTERNAL "internal"
+/* Error codes of the contract. CONTRACT_OK is "no error" and never appears
+ * on the wire; contract_code_name gives the wire spelling of the others. */
+enum contract_code {
+	CONTRACT_OK = 0,
+	CONTRACT_BAD_REQUEST,
+	CONTRACT_BUSY,
+	CONTRACT_CANCELLED,
+	CONTRACT_UPSTREAM_UNAVAILABLE,
+	CONTRACT_UPSTREAM_HTTP,
+	CONTRACT_UPSTREAM_PROTOCOL,
+	CONTRACT_UPSTREAM_TIMEOUT,
+	CONTRACT_SHUTTING_DOWN,
+	CONTRACT_INTERNAL,
+	CONTRACT_CODE_COUNT,
+};
+
+/* "bad_request", "busy", ...; "internal" for anything out of range. */
+const char *contract_code_name(enum contract_code code);
+
+/* Every subject of the contract, built once from the subject prefix. */
+struct contract_subjects {
+	char *submit;         /* <prefix>.chat.submit (queue group) */
+	char *cancel;         /* <prefix>.chat.cancel */
+	char *stream_prefix;  /* <prefix>.chat.stream. (+ request_id) */
+	char *config_get;     /* <prefix>.config.model.get */
+	char *config_updated; /* <prefix>.config.model.updated */
+	char *probe;          /* <prefix>.dispatcher.probe (queue group) */
+	char *reply_prefix;   /* <prefix>.dispatcher.reply. (+ a unique token): our request replies */
+};
+
+void contract_subjects_init(struct contract_subjects *s, const char *prefix);
+void contract_subjects_free(struct contract_subjects *s);
+/* <prefix>.chat.stream.<rid> (malloc'd). */
+char *contract_stream_subject(const struct contract_subjects *s, const char *rid);
 
 /* A decoded, validated chat submit. Owns root; every other pointer borrows
  * from it and lives as long as the submit. */
@@ -71,11 +95,12 @@ void contract_submit_free(struct contract_submit *s);
 int contract_decode_cancel(const char *body, size_t len, char rid[CONTRACT_RID_MAX + 1]) UTIL_WUR;
 
 /* Encoders append to out (they do not reset it). A NULL or "" rid is encoded
- * as "request_id":null; a NULL error code as "internal", a NULL message as "".
+ * as "request_id":null; a NULL message as "".
  * Strings are escaped with buf_append_json_str (invalid UTF-8 -> U+FFFD). */
-void contract_encode_ack(struct buf *out, const char *rid, bool accepted, const char *code, const char *message);
-/* type is "token" or "reasoning". */
-void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, const char *type,
+/* code CONTRACT_OK: accepted. */
+void contract_encode_ack(struct buf *out, const char *rid, enum contract_code code, const char *message);
+enum contract_delta { CONTRACT_TOKEN, CONTRACT_REASONING };
+void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, enum contract_delta kind,
 			   const char *delta, size_t delta_len);
 struct contract_usage {
 	long long prompt_tokens;
@@ -93,9 +118,71 @@ struct contract_route {
  * stub, or a request that never reached a backend). */
 void contract_encode_done(struct buf *out, const char *rid, unsigned long long seq, const char *finish_reason,
 			  const char *model, const struct contract_usage *usage, const struct contract_route *route);
-void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,
+void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, enum contract_code code,
 			   const char *message, const struct contract_route *route);
 /* The startup config request body {"component":"dispatcher","instance":"<id>"}. */
 void contract_encode_config_request(struct buf *out, const char *instance);
+
+/* The answer to a probe: {"ok":..,"error":..,"endpoints":[{"base_url","ok",
+ * "latency_ms","status","error"}]}. With error non-NULL the probe could not
+ * run at all ("ok":false, no endpoints); otherwise "ok" is true when every
+ * endpoint is, and "error" is omitted. */
+struct contract_probe_result {
+	const char *base_url; /* without userinfo */
+	bool ok;
+	long long latency_ms;
+	long status;       /* HTTP status, 0 when none came */
+	const char *error; /* NULL when ok; redacted by the caller */
+};
+void contract_encode_probe_answer(struct buf *out, const char *error, const struct contract_probe_result *r,
+				  size_t n);
+
+/* ---- the client side (sundynixctl, and any C gateway) ---- */
+
+/* A chat submit as a client sends it: one optional system message, one user
+ * message, the memory. NULL fields are omitted. */
+struct contract_chat {
+	const char *request_id;
+	const char *session_id;
+	const char *user_id;
+	const char *system;
+	const char *message;
+	const char *profile;
+	const char *const *facts;
+	size_t nfacts;
+};
+void contract_encode_chat(struct buf *out, const struct contract_chat *c);
+void contract_encode_cancel(struct buf *out, const char *rid);
+
+/* An ack as the dispatcher sends it. */
+struct contract_ack {
+	bool accepted;
+	char code[32];     /* the error code when refused, "" otherwise */
+	char message[512]; /* the error message when refused */
+};
+int contract_decode_ack(const char *data, size_t len, struct contract_ack *out) UTIL_WUR;
+
+/* One stream event as the dispatcher sends it. Owns root; the strings borrow
+ * from it. Unknown types decode as CONTRACT_EV_OTHER: the contract may grow. */
+enum contract_event_type { CONTRACT_EV_TOKEN, CONTRACT_EV_REASONING, CONTRACT_EV_DONE, CONTRACT_EV_ERROR, CONTRACT_EV_OTHER };
+struct contract_event {
+	json_t *root;
+	const char *request_id;
+	unsigned long long seq;
+	enum contract_event_type type;
+	const char *type_name;
+	const char *delta; /* token, reasoning */
+	size_t delta_len;
+	const char *finish_reason; /* done; NULL when absent */
+	const char *model;         /* done; NULL when absent */
+	bool has_usage;            /* done */
+	struct contract_usage usage;
+	const char *error_code;    /* error */
+	const char *error_message; /* error */
+};
+/* Returns 0, or -1 with a short reason in err when the body is not an event
+ * (not an object, no request_id, seq or type, a delta that is not a string). */
+int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen) UTIL_WUR;
+void contract_event_free(struct contract_event *ev);
 
 #endif

@@ -46,7 +46,5 @@ int http_start(struct http *h, struct http_xfer *x) UTIL_WUR;
 void http_abort(struct http_xfer *x);
 /* The loop's cached time in ms, the clock of deadline_ms. */
 unsigned long long http_now(const struct http *h);
-/* Number of transfers running. */
-int http_active(const struct http *h);
 
 #endif

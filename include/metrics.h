@@ -1,7 +1,8 @@
 /* metrics: the daemon's own measurements, kept as log2 histograms (no
  * allocation, O(1) per sample) and reported in log lines. Today: the
  * per-chunk overhead, from the curl write callback receiving bytes to the
- * NATS publish of the event they produced. Loop thread only. */
+ * NATS publish of the event they produced. The owner of a histogram (main)
+ * hands it to whoever records into it. Loop thread only. */
 #ifndef SUNDYNIX_METRICS_H
 #define SUNDYNIX_METRICS_H
 
@@ -17,8 +18,6 @@ struct metrics_hist {
 	uint64_t max_ns;
 	uint64_t buckets[METRICS_BUCKETS];
 };
-
-extern struct metrics_hist metrics_chunk_latency;
 
 void metrics_record(struct metrics_hist *h, uint64_t ns);
 /* The q-quantile (0..1) in ns, interpolated inside its bucket. */

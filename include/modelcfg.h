@@ -56,10 +56,17 @@ struct modelcfg_store {
 
 void modelcfg_store_init(struct modelcfg_store *s);
 void modelcfg_store_free(struct modelcfg_store *s);
-/* Takes ownership of c's reference (NULL is ignored). Applies c unless it carries a revision
- * lower than the highest applied one (stale); returns true if applied. A config
+enum modelcfg_verdict {
+	MODELCFG_APPLIED,
+	MODELCFG_STALE,   /* its revision is below the highest applied (s->revision) */
+	MODELCFG_INVALID, /* no config: modelcfg_parse refused it */
+};
+
+/* Takes ownership of c's reference (NULL, a config that did not parse, is
+ * MODELCFG_INVALID). Applies c unless it carries a revision
+ * lower than the highest applied one (stale), and says which. A config
  * without a revision always applies and leaves the recorded revision as is. */
-bool modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c);
+enum modelcfg_verdict modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c);
 /* The snapshot new requests use, with a new reference for the caller. */
 struct modelcfg *modelcfg_store_get(struct modelcfg_store *s);
 

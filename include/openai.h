@@ -10,13 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "contract.h"
 #include "util.h"
-
-struct openai_usage {
-	long long prompt_tokens;
-	long long completion_tokens;
-	long long total_tokens;
-};
 
 /* What one chunk carried. String pointers point into decoder-owned memory and
  * stay valid until the next openai_decode or openai_decoder_free. */
@@ -31,7 +26,7 @@ struct openai_chunk {
 	/* "usage" object with at least one count, else "x_groq.usage"; counts
 	 * may be integral floats; a missing one is 0, a missing total the sum. */
 	bool has_usage;
-	struct openai_usage usage;
+	struct contract_usage usage; /* the backend's counts, as the contract relays them */
 	bool is_error;          /* top-level "error" object or string, or a bare
 				 * {"object":"error","message":..} (older vLLM) */
 	const char *error_message; /* its "message" (or the string), never NULL if is_error */
@@ -64,6 +59,8 @@ int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, s
  * params and messages may be NULL. Returns a malloc'd string owned by the
  * caller (free()). */
 char *openai_build_request(const char *model, json_t *messages, json_t *params);
+/* The probe's request: one "ping" user message, max_tokens 1, not streamed. */
+char *openai_build_probe(const char *model);
 
 /* Message of an HTTP error body: error.message, error (string), message,
  * detail (or detail[0].msg), or the body text itself; one line of at most

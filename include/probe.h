@@ -10,20 +10,23 @@
 #include <stddef.h>
 
 struct http;
+struct metrics_hist;
 struct modelcfg;
 struct pool;
+struct probe;
 
 /* Called once with the answer JSON (valid only during the call), or with
  * json NULL when the probe is cancelled (probe_cancel_all). */
 typedef void (*probe_done_cb)(void *ud, const char *json, size_t len);
 
+struct probe *probe_new(struct http *h);
+/* Cancels every probe in flight (their callbacks get json NULL) and frees. */
+void probe_free(struct probe *p);
 /* Probes every endpoint of cfg (takes its own reference). A config that is
  * not ready is answered at once with an error. */
-void probe_config(struct http *h, struct modelcfg *cfg, long long timeout_ms, probe_done_cb done, void *ud);
+void probe_config(struct probe *p, struct modelcfg *cfg, long long timeout_ms, probe_done_cb done, void *ud);
 /* The active probe: GET {base_url}/models on every endpoint of cfg; each
  * result goes to the pool as a success or a failure. */
-void probe_health(struct http *h, struct pool *pool, struct modelcfg *cfg, long long timeout_ms);
-/* Cancels every probe in flight (shutdown); their callbacks get json NULL. */
-void probe_cancel_all(void);
+void probe_health(struct probe *p, struct pool *pool, struct modelcfg *cfg, long long timeout_ms);
 
 #endif

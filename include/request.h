@@ -1,27 +1,71 @@
 /* request: the lifecycle of chat requests. Owns the in-flight table (by
- * request_id), capacity, cancel, drain, and the one place where a request's
- * single terminal event is sent. Feeds each request from an upstream call or,
- * with no ready model, the stub. Wire formats live in contract; transport in
+ * request_id), capacity, cancel, drain, the retry decision, and the one place
+ * where a request's single terminal event is sent. Feeds each request from an
+ * upstream call or, with no ready model, the stub. Reaches the bus, the
+ * upstream and the stub only through struct request_ops, so the lifecycle
+ * runs in unit tests with fakes. Wire formats live in contract; transport in
  * bus. Loop thread only. */
 #ifndef SUNDYNIX_REQUEST_H
 #define SUNDYNIX_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
-#include <uv.h>
+#include <stdint.h>
 
-struct bus;
+#include "contract.h"
+#include "upstream.h"
+
 struct config;
-struct http;
+struct metrics_hist;
 struct modelcfg_store;
 struct pool;
 struct requests;
+struct stub;
 
-struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bus, struct modelcfg_store *models,
-			      struct pool *pool, const struct config *cfg);
+/* Everything with I/O that a request uses. main wires the real ones; tests
+ * wire fakes. ud is passed back to each. */
+struct request_ops {
+	uint64_t (*now_ms)(void *ud); /* the loop's clock */
+	void (*publish)(void *ud, const char *subject, const char *data, size_t len);
+	/* NULL when the transfer cannot start (then no callback follows). */
+	struct upstream *(*upstream_start)(void *ud, struct upstream_params *p, const struct upstream_cbs *cbs,
+					   void *cb_ud);
+	void (*upstream_cancel)(void *ud, struct upstream *u);
+	/* Takes ownership of text. */
+	struct stub *(*stub_start)(void *ud, char *text, long long ttft_ms, long long inter_ms,
+				   const struct upstream_cbs *cbs, void *cb_ud);
+	void (*stub_cancel)(void *ud, struct stub *s);
+	void *ud;
+};
+
+/* What the retry decision looks at when an attempt failed. */
+struct request_retry_facts {
+	enum contract_code code;    /* how the attempt ended */
+	bool retryable;             /* a failure another replica might not share */
+	unsigned long long deltas;  /* events already relayed to the client */
+	int attempts;               /* made so far, the failed one included */
+	long long max_attempts;     /* pool.max_attempts */
+	size_t tried;               /* distinct endpoints tried */
+	size_t nendpoints;
+	unsigned long long elapsed_ms;
+	long long total_ms;         /* timeouts.total_ms */
+};
+
+/* The retry policy (docs/pool.md): only failures, only retryable ones, only
+ * while the client has seen nothing, within max_attempts, on a replica not
+ * tried yet, and within the request's total deadline. Pure. */
+bool request_may_retry(const struct request_retry_facts *f);
+
+/* subjects, models, pool and chunk_latency (may be NULL) must outlive the
+ * table; cfg is the daemon config new requests read (see requests_set_config). */
+struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
+			      struct modelcfg_store *models, struct pool *pool, const struct config *cfg,
+			      struct metrics_hist *chunk_latency);
 /* Frees the table; every request must have ended (requests_end_all). */
 void requests_free(struct requests *rq);
-/* The daemon config new requests read. A request keeps the model snapshot it
- * started with; its retries read the current pool.max_attempts and timeouts. */
+/* A reload's new config: new requests use it, and so do the retries and
+ * deadlines of requests in flight. The caller keeps cfg alive until the next
+ * call (or requests_free). A request keeps the model snapshot it started with. */
 void requests_set_config(struct requests *rq, const struct config *cfg);
 
 /* A submit message: validates, acks on reply (may be NULL), starts the stream. */
@@ -32,7 +76,7 @@ void requests_cancel(struct requests *rq, const char *data, size_t len);
  * (at once if none is). */
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud);
 /* Ends every request in flight with an error event of the given code. */
-void requests_end_all(struct requests *rq, const char *code, const char *message);
+void requests_end_all(struct requests *rq, enum contract_code code, const char *message);
 size_t requests_inflight(const struct requests *rq);
 
 #endif

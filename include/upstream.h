@@ -12,12 +12,13 @@
 #include "provider.h"
 
 struct http;
+struct metrics_hist;
 struct upstream;
 
-enum upstream_delta { UPSTREAM_TOKEN, UPSTREAM_REASONING };
+
 
 struct upstream_result {
-	const char *code;          /* NULL on success, else a CONTRACT_E_* code */
+	enum contract_code code;   /* CONTRACT_OK on success */
 	long http_status;          /* 0 if no response came */
 	bool got_token;            /* a delta was delivered */
 	/* Failed before any token in a way another replica might not:
@@ -28,11 +29,11 @@ struct upstream_result {
 	const char *finish_reason; /* success: as the backend sent it ("stop" if none) */
 	const char *model;         /* success: the backend's model name, may be NULL */
 	bool has_usage;
-	struct openai_usage usage;
+	struct contract_usage usage;
 };
 
 struct upstream_cbs {
-	void (*delta)(void *ud, enum upstream_delta kind, const char *text, size_t len);
+	void (*delta)(void *ud, enum contract_delta kind, const char *text, size_t len);
 	/* Called exactly once, unless upstream_cancel came first. After it the
 	 * caller must forget the upstream: it frees itself once curl is done. */
 	void (*end)(void *ud, const struct upstream_result *res);
@@ -51,6 +52,7 @@ struct upstream_params {
 	long long idle_ms;
 	long long total_ms;
 	size_t max_line;
+	struct metrics_hist *chunk_latency; /* where per-chunk overhead is recorded; may be NULL */
 };
 
 struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,

@@ -15,6 +15,7 @@
 #include "bus.h"
 
 #include <nats/adapters/libuv.h>
+#include <nats/nats.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,7 +51,7 @@ struct bus {
 	natsConnection *nc;
 	natsOptions *opts;
 	char *inbox; /* reply subject of the config request */
-	struct bus_subjects subj;
+	struct contract_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
 
@@ -74,8 +75,8 @@ struct bus {
 	bool connected_sent;
 	bool join_wanted; /* bus_join_queue was called */
 	bool ready_sent;
-	bool closing;      /* bus_close ran; free once the async handle and any flush are done */
-	int closed_handles;
+	bool closing;      /* bus_close ran (set under lock: nats.c threads read it) */
+	int open_handles;  /* loop handles not yet closed */
 
 	uv_check_t check;  /* takes messages off the subscriptions */
 	uv_timer_t retry;  /* the first connect, until it succeeds */
@@ -92,6 +93,14 @@ static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
 	it->ev = ev;
 	it->msg = msg;
 	uv_mutex_lock(&b->lock);
+	if (b->closing) {
+		/* bus_close ran: the async handle may be gone, nobody listens. */
+		uv_mutex_unlock(&b->lock);
+		if (msg)
+			natsMsg_Destroy(msg);
+		free(it);
+		return;
+	}
 	if (b->tail)
 		b->tail->next = it;
 	else
@@ -99,6 +108,23 @@ static void bus__enqueue(struct bus *b, enum bus_event ev, natsMsg *msg)
 	b->tail = it;
 	uv_mutex_unlock(&b->lock);
 	uv_async_send(&b->async);
+}
+
+static void bus__deliver(struct bus *b, enum bus_event ev, natsMsg *msg)
+{
+	struct bus_msg m;
+
+	if (!msg) {
+		b->cb(b->ud, ev, NULL);
+		return;
+	}
+	m.subject = natsMsg_GetSubject(msg);
+	m.data = natsMsg_GetData(msg);
+	m.len = (size_t)natsMsg_GetDataLength(msg);
+	m.reply = natsMsg_GetReply(msg);
+	if (m.reply && !*m.reply)
+		m.reply = NULL;
+	b->cb(b->ud, ev, &m);
 }
 
 /* At most this many messages per subscription per loop iteration, so one
@@ -119,7 +145,7 @@ static void bus__pull(uv_check_t *h)
 			if (st == NATS_TIMEOUT)
 				break;
 			if (st == NATS_OK) {
-				b->cb(b->ud, s->ev, msg);
+				bus__deliver(b, s->ev, msg);
 				natsMsg_Destroy(msg);
 				if (n == BUS_PULL_BATCH - 1)
 					more = true;
@@ -203,11 +229,8 @@ static void bus__flush_done(uv_work_t *w, int status)
 
 	b->flush_busy = false;
 	b->flush_kind = 0;
-	if (b->closing) {
-		if (b->closed_handles == 3)
-			bus__free(b);
+	if (b->closing)
 		return;
-	}
 	if (kind == BUS__FLUSH_USER) {
 		b->cb(b->ud, BUS_FLUSHED, NULL);
 	} else if (!ok) {
@@ -277,7 +300,7 @@ static void bus__drain(uv_async_t *a)
 			if (b->join_wanted && !b->ready_sent)
 				bus__want_flush(b, BUS__FLUSH_JOINED);
 		}
-		b->cb(b->ud, it->ev, it->msg);
+		bus__deliver(b, it->ev, it->msg);
 		if (it->msg)
 			natsMsg_Destroy(it->msg);
 		free(it);
@@ -300,7 +323,7 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if ((s = natsOptions_Create(&o)) != NATS_OK)
 		return bus__fail(err, errlen, "options", s);
 	b->opts = o;
-	s = natsOptions_SetServers(o, (const char **)cfg->nats_servers, (int)cfg->nats_servers_count);
+	s = natsOptions_SetServers(o, (const char **)cfg->nats_servers.v, (int)cfg->nats_servers.n);
 	if (s != NATS_OK)
 		return bus__fail(err, errlen, "nats.servers", s);
 	char *name = xasprintf("sundynix-dispatcher %s", cfg->instance_id);
@@ -474,19 +497,13 @@ static void bus__try_connect(uv_timer_t *t)
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen)
 {
 	struct bus *b = xcalloc(1, sizeof(*b));
-	const char *p = cfg->subject_prefix;
 	natsInbox *unique;
 	natsStatus s;
 
 	b->loop = loop;
 	b->cb = cb;
 	b->ud = ud;
-	b->subj.submit = xasprintf("%s.chat.submit", p);
-	b->subj.cancel = xasprintf("%s.chat.cancel", p);
-	b->subj.stream_prefix = xasprintf("%s.chat.stream.", p);
-	b->subj.config_get = xasprintf("%s.config.model.get", p);
-	b->subj.config_updated = xasprintf("%s.config.model.updated", p);
-	b->subj.probe = xasprintf("%s.dispatcher.probe", p);
+	contract_subjects_init(&b->subj, cfg->subject_prefix);
 	b->queue_group = xstrdup(cfg->queue_group);
 	if (*cfg->nats_password)
 		b->secrets[0] = xstrdup(cfg->nats_password);
@@ -498,6 +515,7 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	uv_timer_init(loop, &b->retry);
 	b->retry.data = b;
 	uv_check_init(loop, &b->check);
+	b->open_handles = 3; /* async, retry, check */
 	b->check.data = b;
 	uv_check_start(&b->check, bus__pull);
 	b->retry_ms = (uint64_t)cfg->nats_reconnect_wait_ms;
@@ -512,13 +530,14 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 		bus__fail(err, errlen, "inbox", s);
 		goto fail;
 	}
-	b->inbox = xasprintf("%s.dispatcher.reply.%s", p, strrchr(unique, '.') + 1);
+	b->inbox = xasprintf("%s%s", b->subj.reply_prefix, strrchr(unique, '.') + 1);
 	natsInbox_Destroy(unique);
 	/* From the loop, so the caller has its handle before any event. */
 	uv_timer_start(&b->retry, bus__try_connect, 0, 0);
 	return b;
 fail:
 	bus_close(b);
+	b->cb = NULL; /* the caller never saw this bus: bus_free runs from the last close callback */
 	return NULL;
 }
 
@@ -527,7 +546,7 @@ const char *bus_fatal_reason(const struct bus *b)
 	return b->fatal;
 }
 
-const struct bus_subjects *bus_subjects(const struct bus *b)
+const struct contract_subjects *bus_subjects(const struct bus *b)
 {
 	return &b->subj;
 }
@@ -578,48 +597,51 @@ void bus_flush(struct bus *b, int timeout_ms)
 	bus__want_flush(b, BUS__FLUSH_USER);
 }
 
-bool bus_connected(struct bus *b)
-{
-	return b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
-}
-
-static void bus__free_cb(uv_handle_t *h)
+static void bus__close_cb(uv_handle_t *h)
 {
 	struct bus *b = h->data;
-	if (++b->closed_handles == 3 && !b->flush_busy)
-		bus__free(b);
+
+	if (--b->open_handles == 0 && !b->cb)
+		bus_free(b);
 }
 
 void bus_close(struct bus *b)
+{
+	if (!b || b->closing)
+		return;
+	uv_mutex_lock(&b->lock);
+	b->closing = true;
+	uv_mutex_unlock(&b->lock);
+	/* A flush queued but not started would find the connection gone. */
+	if (b->flush_busy)
+		(void)uv_cancel((uv_req_t *)&b->flush_work); /* flush_done still runs */
+	uv_timer_stop(&b->retry);
+	uv_close((uv_handle_t *)&b->retry, bus__close_cb);
+	uv_check_stop(&b->check);
+	uv_close((uv_handle_t *)&b->check, bus__close_cb);
+	uv_close((uv_handle_t *)&b->async, bus__close_cb);
+	if (b->nc)
+		natsConnection_Close(b->nc);
+}
+
+void bus_free(struct bus *b)
 {
 	struct bus_item *it;
 
 	if (!b)
 		return;
-	b->closing = true;
-	/* A flush queued but not started would find the connection gone. */
-	if (b->flush_busy)
-		(void)uv_cancel((uv_req_t *)&b->flush_work); /* flush_done still runs */
-	uv_timer_stop(&b->retry);
-	uv_close((uv_handle_t *)&b->retry, bus__free_cb);
-	uv_check_stop(&b->check);
-	uv_close((uv_handle_t *)&b->check, bus__free_cb);
-	if (b->nc)
-		natsConnection_Close(b->nc);
 	for (int i = 0; i < BUS_SUB_COUNT; i++)
 		if (b->subs[i].sub)
 			natsSubscription_Destroy(b->subs[i].sub);
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
-	free(b->inbox);
-	/* Wait for nats.c's threads (reconnect, timers) so no connection
-	 * callback can touch b after this. */
-	natsStatus cs = nats_CloseAndWait(5000);
+	/* The loop is over, so waiting blocks nothing: nats.c's threads
+	 * (reconnect, timers) end, and no connection callback can touch b
+	 * after this. Bounded all the same. */
+	natsStatus cs = nats_CloseAndWait(BUS_FLUSH_TIMEOUT_MS);
 	if (cs != NATS_OK)
 		log_warn(NULL, "nats: library did not shut down cleanly: %s", natsStatus_GetText(cs));
-
 	it = b->head;
-	b->head = b->tail = NULL;
 	while (it) {
 		struct bus_item *next = it->next;
 		if (it->msg)
@@ -627,12 +649,8 @@ void bus_close(struct bus *b)
 		free(it);
 		it = next;
 	}
-	free(b->subj.submit);
-	free(b->subj.cancel);
-	free(b->subj.stream_prefix);
-	free(b->subj.config_get);
-	free(b->subj.config_updated);
-	free(b->subj.probe);
+	free(b->inbox);
+	contract_subjects_free(&b->subj);
 	free(b->queue_group);
-	uv_close((uv_handle_t *)&b->async, bus__free_cb);
+	bus__free(b);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "prompt.h"
 
 enum config__type {
 	CONFIG__STRING,
@@ -129,7 +130,7 @@ static const struct config__key config__keys[] = {
 	K_STR("prompt.system", prompt_system, "", true, "SUNDYNIX_SYSTEM_PROMPT",
 	      "System prompt put first in every upstream request (`\"\"`: none)."),
 	K_STR("prompt.memory_template", prompt_memory_template,
-	      "What you know about the user:\nProfile: {profile}\n{facts}", true, NULL,
+	      PROMPT_DEFAULT_MEMORY_TEMPLATE, true, NULL,
 	      "How the user's memory is rendered: `{profile}` and `{facts}` are replaced."),
 	K_LEVEL("log.level", log_level, "info", true, "SUNDYNIX_LOG_LEVEL",
 		"One of error, warn, notice, info, debug."),
@@ -228,6 +229,16 @@ static int UTIL_PRINTF(3, 4) config__fail(struct config__load *st, const struct 
 
 /* ---- values ---- */
 
+static struct config_list *config__list(struct config *c, const struct config__key *k)
+{
+	return (struct config_list *)((char *)c + k->off);
+}
+
+static const struct config_list *config__clist(const struct config *c, const struct config__key *k)
+{
+	return (const struct config_list *)((const char *)c + k->off);
+}
+
 static void config__list_free(char **list)
 {
 	if (!list)
@@ -311,9 +322,10 @@ static int config__set_list(struct config__load *st, struct config *c, const str
 			return config__fail(st, k, "entry %zu contains blanks or control characters", i + 1);
 		}
 	}
-	config__list_free(c->nats_servers);
-	c->nats_servers = list;
-	c->nats_servers_count = n;
+	struct config_list *l = config__list(c, k);
+	config__list_free(l->v);
+	l->v = list;
+	l->n = n;
 	return 0;
 empty:
 	config__list_free(list);
@@ -813,7 +825,7 @@ static void config__fill_defaults(struct config *c)
 		const struct config__key *k = &config__keys[i];
 		switch (k->type) {
 		case CONFIG__LIST:
-			if (config__split(k->def, &c->nats_servers, &c->nats_servers_count) < 0)
+			if (config__split(k->def, &config__list(c, k)->v, &config__list(c, k)->n) < 0)
 				abort();
 			break;
 		case CONFIG__INT:
@@ -883,7 +895,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < CONFIG__NKEYS; i++) {
 		const struct config__key *k = &config__keys[i];
 		if (k->type == CONFIG__LIST) {
-			config__list_free(c->nats_servers);
+			config__list_free(config__list(c, k)->v);
 		} else if (k->type == CONFIG__SECRET) {
 			char *s = *config__str(c, k);
 			if (s)
@@ -899,13 +911,15 @@ void config_free(struct config *c)
 static bool config__equal(const struct config *a, const struct config *b, const struct config__key *k)
 {
 	switch (k->type) {
-	case CONFIG__LIST:
-		if (a->nats_servers_count != b->nats_servers_count)
+	case CONFIG__LIST: {
+		const struct config_list *la = config__clist(a, k), *lb = config__clist(b, k);
+		if (la->n != lb->n)
 			return false;
-		for (size_t i = 0; i < a->nats_servers_count; i++)
-			if (strcmp(a->nats_servers[i], b->nats_servers[i]))
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i], lb->v[i]))
 				return false;
 		return true;
+	}
 	case CONFIG__INT:
 		return *(const long long *)((const char *)a + k->off) == *(const long long *)((const char *)b + k->off);
 	case CONFIG__LEVEL:
@@ -950,12 +964,9 @@ void config_keep_restart_keys(struct config *next, struct config *cur)
 			break;
 		}
 		case CONFIG__LIST: {
-			size_t n = next->nats_servers_count; /* the one list key */
-			char **t = *(char ***)a;
-			next->nats_servers_count = cur->nats_servers_count;
-			cur->nats_servers_count = n;
-			*(char ***)a = *(char ***)b;
-			*(char ***)b = t;
+			struct config_list t = *(struct config_list *)a;
+			*(struct config_list *)a = *(struct config_list *)b;
+			*(struct config_list *)b = t;
 			break;
 		}
 		default: {

@@ -6,12 +6,59 @@
 #include "contract.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A cancel carries one short field; anything this large is not one. */
 #define CONTRACT__CANCEL_MAX_BYTES 65536
 
 static const char *const contract__roles[] = { "system", "user", "assistant", "tool" };
+
+static const char *const contract__codes[CONTRACT_CODE_COUNT] = {
+	[CONTRACT_OK] = "ok", /* never on the wire */
+	[CONTRACT_BAD_REQUEST] = "bad_request",
+	[CONTRACT_BUSY] = "busy",
+	[CONTRACT_CANCELLED] = "cancelled",
+	[CONTRACT_UPSTREAM_UNAVAILABLE] = "upstream_unavailable",
+	[CONTRACT_UPSTREAM_HTTP] = "upstream_http",
+	[CONTRACT_UPSTREAM_PROTOCOL] = "upstream_protocol",
+	[CONTRACT_UPSTREAM_TIMEOUT] = "upstream_timeout",
+	[CONTRACT_SHUTTING_DOWN] = "shutting_down",
+	[CONTRACT_INTERNAL] = "internal",
+};
+
+const char *contract_code_name(enum contract_code code)
+{
+	return (unsigned)code < CONTRACT_CODE_COUNT && code != CONTRACT_OK ? contract__codes[code] : "internal";
+}
+
+void contract_subjects_init(struct contract_subjects *s, const char *p)
+{
+	s->submit = xasprintf("%s.chat.submit", p);
+	s->cancel = xasprintf("%s.chat.cancel", p);
+	s->stream_prefix = xasprintf("%s.chat.stream.", p);
+	s->config_get = xasprintf("%s.config.model.get", p);
+	s->config_updated = xasprintf("%s.config.model.updated", p);
+	s->probe = xasprintf("%s.dispatcher.probe", p);
+	s->reply_prefix = xasprintf("%s.dispatcher.reply.", p);
+}
+
+void contract_subjects_free(struct contract_subjects *s)
+{
+	free(s->submit);
+	free(s->cancel);
+	free(s->stream_prefix);
+	free(s->config_get);
+	free(s->config_updated);
+	free(s->probe);
+	free(s->reply_prefix);
+	memset(s, 0, sizeof(*s));
+}
+
+char *contract_stream_subject(const struct contract_subjects *s, const char *rid)
+{
+	return xasprintf("%s%s", s->stream_prefix, rid);
+}
 
 static void UTIL_PRINTF(2, 3) contract__fail(struct contract_error *err, const char *fmt, ...)
 {
@@ -327,19 +374,19 @@ static void contract__open_event(struct buf *out, const char *rid, unsigned long
 	contract__append_str(out, type);
 }
 
-static void contract__append_error(struct buf *out, const char *code, const char *message)
+static void contract__append_error(struct buf *out, enum contract_code code, const char *message)
 {
 	buf_append_str(out, ",\"error\":{\"code\":");
-	contract__append_str(out, code ? code : CONTRACT_E_INTERNAL);
+	contract__append_str(out, contract_code_name(code));
 	buf_append_str(out, ",\"message\":");
 	contract__append_str(out, message ? message : "");
 	buf_append_char(out, '}');
 }
 
-void contract_encode_ack(struct buf *out, const char *rid, bool accepted, const char *code, const char *message)
+void contract_encode_ack(struct buf *out, const char *rid, enum contract_code code, const char *message)
 {
 	contract__open(out, rid);
-	if (accepted) {
+	if (code == CONTRACT_OK) {
 		buf_append_str(out, ",\"accepted\":true}");
 		return;
 	}
@@ -348,10 +395,10 @@ void contract_encode_ack(struct buf *out, const char *rid, bool accepted, const 
 	buf_append_char(out, '}');
 }
 
-void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, const char *type,
+void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, enum contract_delta kind,
 			   const char *delta, size_t delta_len)
 {
-	contract__open_event(out, rid, seq, type);
+	contract__open_event(out, rid, seq, kind == CONTRACT_REASONING ? "reasoning" : "token");
 	buf_append_str(out, ",\"delta\":");
 	buf_append_json_str(out, delta ? delta : "", delta ? delta_len : 0);
 	buf_append_char(out, '}');
@@ -392,7 +439,7 @@ void contract_encode_done(struct buf *out, const char *rid, unsigned long long s
 	buf_append_char(out, '}');
 }
 
-void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, const char *code,
+void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, enum contract_code code,
 			   const char *message, const struct contract_route *route)
 {
 	contract__open_event(out, rid, seq, "error");
@@ -406,4 +453,172 @@ void contract_encode_config_request(struct buf *out, const char *instance)
 	buf_append_str(out, "{\"component\":\"dispatcher\",\"instance\":");
 	contract__append_str(out, instance ? instance : "");
 	buf_append_char(out, '}');
+}
+
+void contract_encode_probe_answer(struct buf *out, const char *error, const struct contract_probe_result *r,
+				  size_t n)
+{
+	bool ok = !error;
+
+	for (size_t i = 0; i < n && ok; i++)
+		ok = r[i].ok;
+	buf_append_str(out, ok ? "{\"ok\":true" : "{\"ok\":false");
+	if (error) {
+		buf_append_str(out, ",\"error\":");
+		contract__append_str(out, error);
+		n = 0;
+	}
+	buf_append_str(out, ",\"endpoints\":[");
+	for (size_t i = 0; i < n; i++) {
+		buf_append_str(out, i ? ",{\"base_url\":" : "{\"base_url\":");
+		contract__append_str(out, r[i].base_url);
+		buf_append_str(out, r[i].ok ? ",\"ok\":true" : ",\"ok\":false");
+		buf_append_str(out, ",\"latency_ms\":");
+		contract__append_ll(out, r[i].latency_ms);
+		buf_append_str(out, ",\"status\":");
+		contract__append_ll(out, r[i].status);
+		buf_append_str(out, ",\"error\":");
+		if (r[i].error)
+			contract__append_str(out, r[i].error);
+		else
+			buf_append_str(out, "null");
+		buf_append_char(out, '}');
+	}
+	buf_append_str(out, "]}");
+}
+
+/* ---- the client side ---- */
+
+static void contract__append_kv(struct buf *out, const char *key, const char *value)
+{
+	if (!value)
+		return;
+	buf_append_char(out, ',');
+	contract__append_str(out, key);
+	buf_append_char(out, ':');
+	contract__append_str(out, value);
+}
+
+void contract_encode_chat(struct buf *out, const struct contract_chat *c)
+{
+	contract__open(out, c->request_id);
+	contract__append_kv(out, "session_id", c->session_id);
+	contract__append_kv(out, "user_id", c->user_id);
+	buf_append_str(out, ",\"messages\":[");
+	if (c->system) {
+		buf_append_str(out, "{\"role\":\"system\",\"content\":");
+		contract__append_str(out, c->system);
+		buf_append_str(out, "},");
+	}
+	buf_append_str(out, "{\"role\":\"user\",\"content\":");
+	contract__append_str(out, c->message ? c->message : "");
+	buf_append_str(out, "}]");
+	if (c->profile || c->nfacts) {
+		buf_append_str(out, ",\"memory\":{");
+		if (c->profile) {
+			buf_append_str(out, "\"profile\":");
+			contract__append_str(out, c->profile);
+		}
+		if (c->nfacts) {
+			buf_append_str(out, c->profile ? ",\"facts\":[" : "\"facts\":[");
+			for (size_t i = 0; i < c->nfacts; i++) {
+				if (i)
+					buf_append_char(out, ',');
+				contract__append_str(out, c->facts[i]);
+			}
+			buf_append_char(out, ']');
+		}
+		buf_append_char(out, '}');
+	}
+	buf_append_char(out, '}');
+}
+
+void contract_encode_cancel(struct buf *out, const char *rid)
+{
+	contract__open(out, rid);
+	buf_append_char(out, '}');
+}
+
+static void contract__copy(char *dst, size_t n, json_t *v)
+{
+	snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+int contract_decode_ack(const char *data, size_t len, struct contract_ack *out)
+{
+	json_t *root = json_loadb(data, len, 0, NULL);
+	json_t *acc = json_object_get(root, "accepted");
+	json_t *err = json_object_get(root, "error");
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(root) || !json_is_boolean(acc)) {
+		json_decref(root);
+		return -1;
+	}
+	out->accepted = json_is_true(acc);
+	contract__copy(out->code, sizeof(out->code), json_object_get(err, "code"));
+	contract__copy(out->message, sizeof(out->message), json_object_get(err, "message"));
+	json_decref(root);
+	return 0;
+}
+
+static const char *const contract__event_types[] = {
+	[CONTRACT_EV_TOKEN] = "token", [CONTRACT_EV_REASONING] = "reasoning",
+	[CONTRACT_EV_DONE] = "done",   [CONTRACT_EV_ERROR] = "error",
+};
+
+int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen)
+{
+	json_t *seq, *type, *rid;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->root = json_loadb(data, len, 0, NULL);
+	seq = json_object_get(ev->root, "seq");
+	type = json_object_get(ev->root, "type");
+	rid = json_object_get(ev->root, "request_id");
+	if (!json_is_object(ev->root) || !json_is_integer(seq) || json_integer_value(seq) < 0 ||
+	    !json_is_string(type) || !json_is_string(rid)) {
+		snprintf(err, errlen, "not an event (%zu bytes): needs request_id, seq and type", len);
+		goto fail;
+	}
+	ev->request_id = json_string_value(rid);
+	ev->seq = (unsigned long long)json_integer_value(seq);
+	ev->type_name = json_string_value(type);
+	ev->type = CONTRACT_EV_OTHER;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(contract__event_types); i++)
+		if (!strcmp(ev->type_name, contract__event_types[i]))
+			ev->type = (enum contract_event_type)i;
+	if (ev->type == CONTRACT_EV_TOKEN || ev->type == CONTRACT_EV_REASONING) {
+		json_t *d = json_object_get(ev->root, "delta");
+		if (!json_is_string(d)) {
+			snprintf(err, errlen, "%s event seq %llu has no delta", ev->type_name, ev->seq);
+			goto fail;
+		}
+		ev->delta = json_string_value(d);
+		ev->delta_len = json_string_length(d);
+	} else if (ev->type == CONTRACT_EV_DONE) {
+		json_t *u = json_object_get(ev->root, "usage");
+		ev->finish_reason = json_string_value(json_object_get(ev->root, "finish_reason"));
+		ev->model = json_string_value(json_object_get(ev->root, "model"));
+		if (json_is_object(u)) {
+			ev->has_usage = true;
+			ev->usage.prompt_tokens = json_integer_value(json_object_get(u, "prompt_tokens"));
+			ev->usage.completion_tokens = json_integer_value(json_object_get(u, "completion_tokens"));
+			ev->usage.total_tokens = json_integer_value(json_object_get(u, "total_tokens"));
+		}
+	} else if (ev->type == CONTRACT_EV_ERROR) {
+		json_t *e = json_object_get(ev->root, "error");
+		ev->error_code = json_string_value(json_object_get(e, "code"));
+		ev->error_message = json_string_value(json_object_get(e, "message"));
+	}
+	return 0;
+fail:
+	contract_event_free(ev);
+	return -1;
+}
+
+void contract_event_free(struct contract_event *ev)
+{
+	json_decref(ev->root);
+	memset(ev, 0, sizeof(*ev));
 }

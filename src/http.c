@@ -19,7 +19,7 @@ struct http {
 	int running;
 	int nactive;
 	struct http_xfer *active; /* list of running transfers */
-	int closing;
+	int open_handles; /* the timers not yet closed */
 };
 
 static void http__unlink(struct http *h, struct http_xfer *x)
@@ -182,6 +182,7 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
 	uv_timer_init(loop, &h->sweep);
+	h->open_handles = 2;
 	h->sweep.data = h;
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http__socket_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
@@ -200,7 +201,7 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
 static void http__free_cb(uv_handle_t *hd)
 {
 	struct http *h = hd->data;
-	if (++h->closing == 2)
+	if (--h->open_handles == 0)
 		free(h);
 }
 
@@ -251,9 +252,4 @@ void http_abort(struct http_xfer *x)
 unsigned long long http_now(const struct http *h)
 {
 	return uv_now(h->loop);
-}
-
-int http_active(const struct http *h)
-{
-	return h->nactive;
 }

@@ -1,13 +1,14 @@
-/* main: argv, startup order, the model config from the control plane, signals
- * and shutdown. Everything runs on one libuv loop:
+/* main: argv, startup order, signals, sd_notify and shutdown; it wires the
+ * modules together and owns what they share. Everything runs on one libuv
+ * loop:
  *
  *   bus (NATS) --submit/cancel--> request --> upstream (curl multi) | stub
- *              --config update/reply--> modelcfg store (snapshots for new requests)
- *   signals: SIGTERM/SIGINT drain, SIGHUP reload
+ *              --config, probe--> control --> modelcfg store, pool, probe
+ *   signals: SIGTERM/SIGINT drain, SIGHUP reload, SIGUSR1 latency histogram
  *
- * Startup: load config, connect and subscribe (bus), and once the server has
- * confirmed the subscriptions ask the control plane for the active model,
- * retrying with backoff until an answer or a broadcast arrives. */
+ * Startup: load config, connect and subscribe (bus); control asks for the
+ * model once the server confirmed the subscriptions, and the queue groups
+ * are joined when the model is known. */
 #include <getopt.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "bus.h"
 #include "config.h"
 #include "contract.h"
+#include "control.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -29,40 +31,43 @@
 #include "pool.h"
 #include "probe.h"
 #include "request.h"
+#include "stub.h"
+#include "upstream.h"
 
 #define MAIN_CONFIG_DEFAULT "/etc/sundynix/dispatcher.json"
-#define MAIN_CONFIG_BACKOFF_MAX_MS 30000
 
 enum main_phase { PHASE_STARTING, PHASE_RUNNING, PHASE_DRAINING, PHASE_CLOSING };
 
-static struct dispatcher {
+/* Everything main wires together. One instance, on main's stack. */
+struct dispatcher {
 	uv_loop_t *loop;
 	const char *config_path;
-	struct config cfg;
+	struct config *cfg; /* in force; a reload swaps in a new one */
 	struct modelcfg_store models;
+	struct metrics_hist chunk_latency;
 	struct pool *pool;
 	struct bus *bus;
 	struct http *http;
+	struct probe *probe;
+	struct control *control;
 	struct requests *requests;
+	struct request_ops ops;
 	enum main_phase phase;
 	int exit_status;
 	bool verbose; /* -v: debug level whatever the config says, also after a reload */
+	bool joined;  /* the submit queue group was joined */
+	bool torn_down;
 
-	bool model_known; /* an answer or a broadcast arrived */
-	bool joined;      /* the submit queue group was joined */
-	uint64_t config_backoff_ms;
-	uv_timer_t config_timer;
 	uv_timer_t grace_timer;
 	uv_timer_t watchdog_timer;
 	uv_timer_t status_timer;
-	uv_timer_t probe_timer;
 	uv_idle_t shutdown_idle; /* runs the next shutdown step outside any callback chain */
 	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	char last_status[256];
-} d;
+};
 
-static void main__drain(void);
-static void main__join(void);
+static void main__drain(struct dispatcher *d);
+static void main__teardown(struct dispatcher *d);
 
 static void main__usage(FILE *f)
 {
@@ -75,31 +80,11 @@ static void main__usage(FILE *f)
 		   "  -h, --help          this help\n");
 }
 
-static void main__describe_model(const struct modelcfg *m, char *out, size_t outlen)
+static void main__update_status(struct dispatcher *d)
 {
-	char key[32], url[512], rev[32];
-
-	if (!m->ready) {
-		snprintf(out, outlen, "none (stub)");
-		return;
-	}
-	util_mask_secret(m->api_key, key, sizeof(key));
-	util_url_strip_userinfo(m->base_url, url, sizeof(url));
-	if (m->has_revision)
-		snprintf(rev, sizeof(rev), "%lld", m->revision);
-	else
-		snprintf(rev, sizeof(rev), "none");
-	snprintf(out, outlen, "model=%s base_url=%s revision=%s provider=%s api_key=%s", m->model, url, rev,
-		 *m->provider ? m->provider : "openai", key);
-}
-
-static void main__update_status(void)
-{
-	char status[256];
-	struct modelcfg *m = d.models.active;
-
 	static const char *const phases[] = { "starting", "serving", "draining", "stopping" };
-	char model[128];
+	struct modelcfg *m = d->models.active;
+	char status[256], model[128];
 
 	/* The model name comes from the control plane; a newline in it would
 	 * start another sd_notify field. */
@@ -107,185 +92,97 @@ static void main__update_status(void)
 	for (char *p = model; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d.phase], model,
-		 d.requests ? requests_inflight(d.requests) : 0);
-	if (strcmp(status, d.last_status)) {
+	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d->phase], model,
+		 d->requests ? requests_inflight(d->requests) : 0);
+	if (strcmp(status, d->last_status)) {
 		sd_notify(0, status);
-		snprintf(d.last_status, sizeof(d.last_status), "%s", status);
+		snprintf(d->last_status, sizeof(d->last_status), "%s", status);
 	}
 }
 
 static void main__on_status_timer(uv_timer_t *t)
 {
-	(void)t;
-	main__update_status();
+	main__update_status(t->data);
 }
 
-/* A model config from a reply or a broadcast. */
-static void main__apply_model(const char *data, size_t len, const char *source)
+/* control: the model is known (or the control plane did not answer in
+ * time). Takes requests only from then on: before, a submit would get the
+ * stub. */
+static void main__on_model_known(void *ud)
 {
-	char err[256], desc[768];
-	struct modelcfg *m = modelcfg_parse(data, len, err, sizeof(err));
+	struct dispatcher *d = ud;
 
-	if (!m) {
-		log_warn(NULL, "model config from %s ignored: %s", source, err);
+	if (d->joined || d->phase != PHASE_STARTING)
 		return;
-	}
-	d.model_known = true;
-	uv_timer_stop(&d.config_timer);
-	main__join();
-	if (m->has_revision && d.models.have_revision && m->revision < d.models.revision) {
-		log_info(NULL, "model config ignored: stale revision %lld < %lld (from %s)", m->revision,
-			 d.models.revision, source);
-		modelcfg_unref(m);
-		return;
-	}
-	main__describe_model(m, desc, sizeof(desc));
-	if (m->kind == PROVIDER_UNKNOWN)
-		log_warn(NULL, "unknown provider \"%s\": treating it as OpenAI-compatible", m->provider);
-	if (modelcfg_store_apply(&d.models, m)) {
-		pool_prune(d.pool, d.models.active);
-		log_info(NULL, "model config applied: %s (from %s)", desc, source);
-		main__update_status();
+	d->joined = true;
+	if (bus_join_queue(d->bus) < 0) {
+		d->exit_status = 1;
+		main__drain(d);
 	}
 }
 
-/* Takes requests only once the model is known (or the control plane did
- * not answer in time): before that a submit would get the stub. */
-static void main__join(void)
+static void main__on_model_applied(void *ud)
 {
-	if (d.joined || d.phase != PHASE_STARTING)
-		return;
-	d.joined = true;
-	if (bus_join_queue(d.bus) < 0) {
-		d.exit_status = 1;
-		main__drain();
-	}
+	main__update_status(ud);
 }
 
-static void main__send_config_request(void)
+static void main__log_metrics(struct dispatcher *d)
 {
 	struct buf b;
 
 	buf_init(&b);
-	contract_encode_config_request(&b, d.cfg.instance_id);
-	(void)!bus_config_request(d.bus, b.data, b.len);
+	metrics_format(&d->chunk_latency, &b);
+	log_notice(NULL, "chunk-latency histogram (curl write callback to NATS publish): %s", b.data);
 	buf_free(&b);
-}
-
-static void main__on_config_timer(uv_timer_t *t)
-{
-	(void)t;
-	if (d.model_known)
-		return;
-	main__join();
-	if (d.config_backoff_ms == 0) {
-		log_warn(NULL, "no answer from the control plane within %lld ms; serving with the stub until it answers",
-			 d.cfg.timeouts_config_request_ms);
-		d.config_backoff_ms = 1000;
-	} else if (d.config_backoff_ms < MAIN_CONFIG_BACKOFF_MAX_MS) {
-		d.config_backoff_ms *= 2;
-		if (d.config_backoff_ms > MAIN_CONFIG_BACKOFF_MAX_MS)
-			d.config_backoff_ms = MAIN_CONFIG_BACKOFF_MAX_MS;
-	}
-	log_debug(NULL, "asking the control plane for the model config again");
-	main__send_config_request();
-	uv_timer_start(&d.config_timer, main__on_config_timer, d.config_backoff_ms, 0);
-}
-
-static void main__teardown(void);
-static void main__log_metrics(void);
-
-static void main__on_probe_answer(void *ud, const char *json, size_t len)
-{
-	char *reply = ud;
-
-	/* json is NULL when the probe was cancelled at shutdown. */
-	if (json && d.bus)
-		(void)!bus_publish(d.bus, reply, json, len);
-	free(reply);
-}
-
-/* A probe request: test the candidate config from where the traffic flows. */
-static void main__probe(natsMsg *msg)
-{
-	const char *reply = natsMsg_GetReply(msg);
-	char err[256];
-	struct modelcfg *m;
-
-	if (!reply || !*reply)
-		return;
-	if (d.phase != PHASE_RUNNING) {
-		static const char busy[] = "{\"ok\":false,\"error\":\"the dispatcher is not serving (starting or "
-					   "stopping)\",\"endpoints\":[]}";
-		(void)!bus_publish(d.bus, reply, busy, sizeof(busy) - 1);
-		return;
-	}
-	m = modelcfg_parse(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), err, sizeof(err));
-	if (!m) {
-		struct buf b;
-		buf_init(&b);
-		buf_append_str(&b, "{\"ok\":false,\"error\":");
-		buf_append_json_str(&b, err, strlen(err));
-		buf_append_str(&b, ",\"endpoints\":[]}");
-		(void)!bus_publish(d.bus, reply, b.data, b.len);
-		buf_free(&b);
-		return;
-	}
-	log_info(NULL, "probe: testing %zu endpoints of model %s", m->nendpoints, m->model);
-	probe_config(d.http, m, d.cfg.pool_probe_timeout_ms, main__on_probe_answer, xstrdup(reply));
-	modelcfg_unref(m);
-}
-
-static void main__on_probe_timer(uv_timer_t *t)
-{
-	(void)t;
-	if (d.cfg.pool_probe_interval_ms > 0 && d.phase == PHASE_RUNNING)
-		probe_health(d.http, d.pool, d.models.active, d.cfg.pool_probe_timeout_ms);
-	if (d.cfg.pool_probe_interval_ms > 0)
-		uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
+	/* Each report covers the time since the previous one (SIGUSR1). */
+	memset(&d->chunk_latency, 0, sizeof(d->chunk_latency));
 }
 
 static void main__on_shutdown_idle(uv_idle_t *h)
 {
+	struct dispatcher *d = h->data;
+
 	uv_idle_stop(h);
 	/* All terminal events are published; get them to the server, then close. */
-	d.phase = PHASE_CLOSING;
-	bus_flush(d.bus, 5000);
+	d->phase = PHASE_CLOSING;
+	bus_flush(d->bus, 5000);
 }
 
 static void main__on_drained(void *ud)
 {
-	(void)ud;
+	struct dispatcher *d = ud;
+
 	/* Possibly inside a curl callback: continue from the loop. */
-	uv_idle_start(&d.shutdown_idle, main__on_shutdown_idle);
+	uv_idle_start(&d->shutdown_idle, main__on_shutdown_idle);
 }
 
 static void main__on_grace(uv_timer_t *t)
 {
-	(void)t;
-	log_warn(NULL, "grace period of %lld ms over; ending %zu requests", d.cfg.shutdown_grace_ms,
-		 requests_inflight(d.requests));
-	requests_end_all(d.requests, CONTRACT_E_SHUTTING_DOWN, "the dispatcher is shutting down");
+	struct dispatcher *d = t->data;
+
+	log_warn(NULL, "grace period of %lld ms over; ending %zu requests", d->cfg->shutdown_grace_ms,
+		 requests_inflight(d->requests));
+	requests_end_all(d->requests, CONTRACT_SHUTTING_DOWN, "the dispatcher is shutting down");
 }
 
-static void main__drain(void)
+static void main__drain(struct dispatcher *d)
 {
-	if (d.phase == PHASE_DRAINING || d.phase == PHASE_CLOSING) {
+	if (d->phase == PHASE_DRAINING || d->phase == PHASE_CLOSING) {
 		/* A second signal ends at once. */
-		log_warn(NULL, "second stop signal: ending %zu requests now", requests_inflight(d.requests));
-		uv_timer_stop(&d.grace_timer);
-		requests_end_all(d.requests, CONTRACT_E_SHUTTING_DOWN, "the dispatcher is shutting down");
+		log_warn(NULL, "second stop signal: ending %zu requests now", requests_inflight(d->requests));
+		uv_timer_stop(&d->grace_timer);
+		requests_end_all(d->requests, CONTRACT_SHUTTING_DOWN, "the dispatcher is shutting down");
 		return;
 	}
-	d.phase = PHASE_DRAINING;
+	d->phase = PHASE_DRAINING;
+	control_set_serving(d->control, false);
 	sd_notify(0, "STOPPING=1");
 	log_info(NULL, "draining: left the queue group, %zu requests in flight, grace %lld ms",
-		 requests_inflight(d.requests), d.cfg.shutdown_grace_ms);
-	bus_leave_queue(d.bus);
-	main__update_status();
-	uv_timer_start(&d.grace_timer, main__on_grace, (uint64_t)d.cfg.shutdown_grace_ms, 0);
-	requests_drain(d.requests, main__on_drained, NULL);
+		 requests_inflight(d->requests), d->cfg->shutdown_grace_ms);
+	bus_leave_queue(d->bus);
+	main__update_status(d);
+	uv_timer_start(&d->grace_timer, main__on_grace, (uint64_t)d->cfg->shutdown_grace_ms, 0);
+	requests_drain(d->requests, main__on_drained, d);
 }
 
 static void main__on_reload_key(void *ud, const char *key, bool live)
@@ -297,42 +194,44 @@ static void main__on_reload_key(void *ud, const char *key, bool live)
 		log_warn(NULL, "reload: %s changed but needs a restart; keeping the running value", key);
 }
 
-static void main__reload(void)
+/* SIGHUP: a new config replaces the one in force (never written over it), and
+ * every module that reads it is handed the new one before the old is freed. */
+static void main__reload(struct dispatcher *d)
 {
-	struct config next;
+	struct config *next = xcalloc(1, sizeof(*next));
 	char err[512];
-	uint64_t now_us;
 
-	now_us = uv_hrtime() / 1000;
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_us);
-	if (config_load(d.config_path, &next, err, sizeof(err)) < 0) {
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(uv_hrtime() / 1000));
+	if (config_load(d->config_path, next, err, sizeof(err)) < 0) {
 		log_error(NULL, "reload failed, keeping the running configuration: %s", err);
+		free(next);
 	} else {
-		config_diff(&d.cfg, &next, main__on_reload_key, NULL);
-		config_keep_restart_keys(&next, &d.cfg);
-		config_free(&d.cfg);
-		d.cfg = next;
-		log_set_level(d.verbose ? LOG_LVL_DEBUG : d.cfg.log_level);
-		pool_set_eject_after(d.pool, (int)d.cfg.pool_eject_after);
-		uv_timer_stop(&d.probe_timer);
-		if (d.cfg.pool_probe_interval_ms > 0)
-			uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
-		requests_set_config(d.requests, &d.cfg);
-		log_info(NULL, "reload: configuration re-read from %s", d.config_path ? d.config_path : "(defaults)");
+		struct config *old = d->cfg;
+		config_diff(old, next, main__on_reload_key, NULL);
+		config_keep_restart_keys(next, old);
+		d->cfg = next;
+		log_set_level(d->verbose ? LOG_LVL_DEBUG : next->log_level);
+		pool_set_eject_after(d->pool, (int)next->pool_eject_after);
+		control_set_config(d->control, next);
+		requests_set_config(d->requests, next);
+		config_free(old);
+		free(old);
+		log_info(NULL, "reload: configuration re-read from %s", d->config_path ? d->config_path : "(defaults)");
 	}
 	sd_notify(0, "READY=1");
-	main__update_status();
+	main__update_status(d);
 }
 
 static void main__on_signal(uv_signal_t *s, int signum)
 {
-	(void)s;
+	struct dispatcher *d = s->data;
+
 	if (signum == SIGHUP)
-		main__reload();
+		main__reload(d);
 	else if (signum == SIGUSR1)
-		main__log_metrics();
+		main__log_metrics(d);
 	else
-		main__drain();
+		main__drain(d);
 }
 
 static void main__on_watchdog(uv_timer_t *t)
@@ -341,69 +240,99 @@ static void main__on_watchdog(uv_timer_t *t)
 	sd_notify(0, "WATCHDOG=1");
 }
 
-static void main__on_bus(void *ud, enum bus_event ev, natsMsg *msg)
+static void main__on_bus(void *ud, enum bus_event ev, const struct bus_msg *msg)
 {
-	(void)ud;
+	struct dispatcher *d = ud;
+
 	switch (ev) {
 	case BUS_SUBMIT:
-		if (d.phase == PHASE_CLOSING)
-			break;
-		requests_submit(d.requests, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
-				natsMsg_GetReply(msg));
+		if (d->phase != PHASE_CLOSING)
+			requests_submit(d->requests, msg->data, msg->len, msg->reply);
 		break;
 	case BUS_CANCEL:
-		requests_cancel(d.requests, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+		requests_cancel(d->requests, msg->data, msg->len);
 		break;
 	case BUS_CONFIG_UPDATE:
-		main__apply_model(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "broadcast");
-		break;
-	case BUS_PROBE:
-		main__probe(msg);
+		control_model(d->control, msg->data, msg->len, "broadcast");
 		break;
 	case BUS_CONFIG_REPLY:
-		main__apply_model(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), "control plane reply");
+		control_model(d->control, msg->data, msg->len, "control plane reply");
+		break;
+	case BUS_PROBE:
+		control_probe(d->control, msg);
 		break;
 	case BUS_CONNECTED:
-		log_info(NULL, "nats: connected; asking the control plane for the model");
-		main__send_config_request();
-		uv_timer_start(&d.config_timer, main__on_config_timer, (uint64_t)d.cfg.timeouts_config_request_ms, 0);
+		control_connected(d->control);
 		break;
 	case BUS_READY:
-		if (d.phase != PHASE_STARTING)
+		if (d->phase != PHASE_STARTING)
 			break; /* a stop came first: stay stopping */
 		log_info(NULL, "dispatcher ready: subscriptions confirmed by the NATS server");
-		d.phase = PHASE_RUNNING;
+		d->phase = PHASE_RUNNING;
+		control_set_serving(d->control, true);
 		sd_notify(0, "READY=1");
-		main__update_status();
+		main__update_status(d);
 		break;
 	case BUS_DISCONNECTED:
 		log_warn(NULL, "nats: disconnected; events are buffered until the reconnect");
 		break;
 	case BUS_RECONNECTED:
 		log_info(NULL, "nats: reconnected");
-		/* A model broadcast may have been missed while disconnected; the
-		 * revision rule makes asking again safe. */
-		if (d.phase == PHASE_RUNNING)
-			main__send_config_request();
+		control_reconnected(d->control);
 		break;
 	case BUS_FATAL:
-		log_error(NULL, "cannot start: %s", bus_fatal_reason(d.bus));
-		d.exit_status = 1;
-		main__teardown();
+		log_error(NULL, "cannot start: %s", bus_fatal_reason(d->bus));
+		d->exit_status = 1;
+		main__teardown(d);
 		break;
 	case BUS_CLOSED:
-		if (d.phase != PHASE_CLOSING) {
+		if (d->phase != PHASE_CLOSING) {
 			log_error(NULL, "nats: connection closed for good (check credentials and permissions); exiting");
-			d.exit_status = 1;
-			requests_end_all(d.requests, CONTRACT_E_SHUTTING_DOWN, "the dispatcher lost NATS");
-			main__teardown();
+			d->exit_status = 1;
+			requests_end_all(d->requests, CONTRACT_SHUTTING_DOWN, "the dispatcher lost NATS");
+			main__teardown(d);
 		}
 		break;
 	case BUS_FLUSHED:
-		if (d.phase == PHASE_CLOSING)
-			main__teardown();
+		if (d->phase == PHASE_CLOSING)
+			main__teardown(d);
 		break;
 	}
+}
+
+/* The real request_ops: the bus, curl and the stub on the loop. */
+static uint64_t main__op_now(void *ud)
+{
+	return uv_now(((struct dispatcher *)ud)->loop);
+}
+
+static void main__op_publish(void *ud, const char *subject, const char *data, size_t len)
+{
+	(void)!bus_publish(((struct dispatcher *)ud)->bus, subject, data, len);
+}
+
+static struct upstream *main__op_upstream_start(void *ud, struct upstream_params *p, const struct upstream_cbs *cbs,
+						void *cb_ud)
+{
+	return upstream_start(((struct dispatcher *)ud)->http, p, cbs, cb_ud);
+}
+
+static void main__op_upstream_cancel(void *ud, struct upstream *u)
+{
+	(void)ud;
+	upstream_cancel(u);
+}
+
+static struct stub *main__op_stub_start(void *ud, char *text, long long ttft_ms, long long inter_ms,
+					const struct upstream_cbs *cbs, void *cb_ud)
+{
+	return stub_start(((struct dispatcher *)ud)->loop, text, ttft_ms, inter_ms, cbs, cb_ud);
+}
+
+static void main__op_stub_cancel(void *ud, struct stub *s)
+{
+	(void)ud;
+	stub_cancel(s);
 }
 
 static void main__close_cb(uv_handle_t *h)
@@ -411,44 +340,29 @@ static void main__close_cb(uv_handle_t *h)
 	(void)h;
 }
 
-static void main__log_metrics(void)
+static void main__teardown(struct dispatcher *d)
 {
-	struct buf b;
-
-	buf_init(&b);
-	metrics_format(&metrics_chunk_latency, &b);
-	log_notice(NULL, "chunk-latency histogram (curl write callback to NATS publish): %s", b.data);
-	buf_free(&b);
-	/* Each report covers the time since the previous one (SIGUSR1). */
-	memset(&metrics_chunk_latency, 0, sizeof(metrics_chunk_latency));
-}
-
-static void main__teardown(void)
-{
-	static bool done;
-
-	if (done)
+	if (d->torn_down)
 		return;
-	done = true;
-	d.phase = PHASE_CLOSING;
-	uv_close((uv_handle_t *)&d.config_timer, main__close_cb);
-	uv_close((uv_handle_t *)&d.grace_timer, main__close_cb);
-	uv_close((uv_handle_t *)&d.watchdog_timer, main__close_cb);
-	uv_close((uv_handle_t *)&d.status_timer, main__close_cb);
-	uv_close((uv_handle_t *)&d.probe_timer, main__close_cb);
-	uv_close((uv_handle_t *)&d.shutdown_idle, main__close_cb);
-	uv_close((uv_handle_t *)&d.sig_term, main__close_cb);
-	uv_close((uv_handle_t *)&d.sig_int, main__close_cb);
-	uv_close((uv_handle_t *)&d.sig_hup, main__close_cb);
-	uv_close((uv_handle_t *)&d.sig_usr1, main__close_cb);
-	requests_free(d.requests);
-	d.requests = NULL;
-	probe_cancel_all();
-	http_free(d.http);
-	d.http = NULL;
-	bus_close(d.bus);
-	d.bus = NULL;
-	main__log_metrics();
+	d->torn_down = true;
+	d->phase = PHASE_CLOSING;
+	uv_handle_t *handles[] = {
+		(uv_handle_t *)&d->grace_timer, (uv_handle_t *)&d->watchdog_timer, (uv_handle_t *)&d->status_timer,
+		(uv_handle_t *)&d->shutdown_idle, (uv_handle_t *)&d->sig_term,      (uv_handle_t *)&d->sig_int,
+		(uv_handle_t *)&d->sig_hup,       (uv_handle_t *)&d->sig_usr1,
+	};
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(handles); i++)
+		uv_close(handles[i], main__close_cb);
+	requests_free(d->requests);
+	d->requests = NULL;
+	control_close(d->control);
+	d->control = NULL;
+	probe_free(d->probe);
+	d->probe = NULL;
+	http_free(d->http);
+	d->http = NULL;
+	bus_close(d->bus);
+	main__log_metrics(d);
 	log_info(NULL, "stopped");
 }
 
@@ -464,24 +378,43 @@ static void main__raise_nofile(void)
 	}
 }
 
-static void main__log_startup(const struct bus_subjects *s)
+static void main__log_startup(struct dispatcher *d)
 {
+	const struct contract_subjects *s = bus_subjects(d->bus);
 	struct buf servers;
 	char desc[768];
 
 	buf_init(&servers);
-	for (size_t i = 0; i < d.cfg.nats_servers_count; i++) {
+	for (size_t i = 0; i < d->cfg->nats_servers.n; i++) {
 		char url[512];
-		util_url_strip_userinfo(d.cfg.nats_servers[i], url, sizeof(url));
+		util_url_strip_userinfo(d->cfg->nats_servers.v[i], url, sizeof(url));
 		buf_printf(&servers, "%s%s", i ? "," : "", url);
 	}
-	main__describe_model(d.models.active, desc, sizeof(desc));
+	control_describe_model(d->models.active, desc, sizeof(desc));
 	log_info(NULL,
 		 "sundynix-dispatcher %s starting: instance=%s nats=%s submit=%s queue=%s cancel=%s stream=%s<request_id> "
 		 "config=%s,%s model: %s",
-		 SUNDYNIX_VERSION, d.cfg.instance_id, servers.data, s->submit, d.cfg.queue_group, s->cancel,
+		 SUNDYNIX_VERSION, d->cfg->instance_id, servers.data, s->submit, d->cfg->queue_group, s->cancel,
 		 s->stream_prefix, s->config_get, s->config_updated, desc);
 	buf_free(&servers);
+}
+
+static void main__init_handles(struct dispatcher *d)
+{
+	uv_timer_init(d->loop, &d->grace_timer);
+	uv_timer_init(d->loop, &d->watchdog_timer);
+	uv_timer_init(d->loop, &d->status_timer);
+	uv_idle_init(d->loop, &d->shutdown_idle);
+	d->grace_timer.data = d->watchdog_timer.data = d->status_timer.data = d->shutdown_idle.data = d;
+	struct {
+		uv_signal_t *h;
+		int signum;
+	} sigs[] = { { &d->sig_term, SIGTERM }, { &d->sig_int, SIGINT }, { &d->sig_hup, SIGHUP }, { &d->sig_usr1, SIGUSR1 } };
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(sigs); i++) {
+		uv_signal_init(d->loop, sigs[i].h);
+		sigs[i].h->data = d;
+		uv_signal_start(sigs[i].h, main__on_signal, sigs[i].signum);
+	}
 }
 
 int main(int argc, char **argv)
@@ -492,19 +425,19 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },         { "config-reference", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct dispatcher dd = { 0 }, *d = &dd;
 	bool check_only = false, verbose = false;
+	char err[1024];
+	uint64_t wd_usec = 0;
+	int opt;
 
 	/* libnats 3.4 frees TLS state that OpenSSL's atexit handler frees again
 	 * (nats-io/nats.c#904): once NATS TLS was used, exit crashed. OpenSSL
 	 * must not register that handler; the process is ending anyway. */
 	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
-	char err[1024];
-	uint64_t wd_usec = 0;
-	int opt;
-
 	while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': d.config_path = optarg; break;
+		case 'c': d->config_path = optarg; break;
 		case 'C': check_only = true; break;
 		case 'v': verbose = true; break;
 		case 'V': printf("sundynix-dispatcher %s\n", SUNDYNIX_VERSION); return 0;
@@ -517,21 +450,24 @@ int main(int argc, char **argv)
 		main__usage(stderr);
 		return 2;
 	}
-	if (!d.config_path && access(MAIN_CONFIG_DEFAULT, F_OK) == 0)
-		d.config_path = MAIN_CONFIG_DEFAULT;
+	if (!d->config_path && access(MAIN_CONFIG_DEFAULT, F_OK) == 0)
+		d->config_path = MAIN_CONFIG_DEFAULT;
 
 	log_init();
-	if (config_load(d.config_path, &d.cfg, err, sizeof(err)) < 0) {
+	d->cfg = xcalloc(1, sizeof(*d->cfg));
+	if (config_load(d->config_path, d->cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sundynix-dispatcher: configuration error: %s\n", err);
+		free(d->cfg);
 		return 2;
 	}
 	if (check_only) {
-		printf("%s: configuration OK\n", d.config_path ? d.config_path : "(built-in defaults)");
-		config_free(&d.cfg);
+		printf("%s: configuration OK\n", d->config_path ? d->config_path : "(built-in defaults)");
+		config_free(d->cfg);
+		free(d->cfg);
 		return 0;
 	}
-	d.verbose = verbose;
-	log_set_level(verbose ? LOG_LVL_DEBUG : d.cfg.log_level);
+	d->verbose = verbose;
+	log_set_level(verbose ? LOG_LVL_DEBUG : d->cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	main__raise_nofile();
 
@@ -539,47 +475,46 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sundynix-dispatcher: cannot initialise libcurl\n");
 		return 1;
 	}
-	d.loop = uv_default_loop();
-	modelcfg_store_init(&d.models);
-	d.http = http_new(d.loop, (long)d.cfg.limits_max_connections_per_endpoint);
-	d.pool = pool_new((int)d.cfg.pool_eject_after);
-	uv_timer_init(d.loop, &d.config_timer);
-	uv_timer_init(d.loop, &d.grace_timer);
-	uv_timer_init(d.loop, &d.watchdog_timer);
-	uv_timer_init(d.loop, &d.status_timer);
-	uv_timer_init(d.loop, &d.probe_timer);
-	uv_idle_init(d.loop, &d.shutdown_idle);
-	uv_signal_init(d.loop, &d.sig_term);
-	uv_signal_init(d.loop, &d.sig_int);
-	uv_signal_init(d.loop, &d.sig_hup);
-	uv_signal_start(&d.sig_term, main__on_signal, SIGTERM);
-	uv_signal_start(&d.sig_int, main__on_signal, SIGINT);
-	uv_signal_start(&d.sig_hup, main__on_signal, SIGHUP);
-	uv_signal_init(d.loop, &d.sig_usr1);
-	uv_signal_start(&d.sig_usr1, main__on_signal, SIGUSR1);
+	d->loop = uv_default_loop();
+	modelcfg_store_init(&d->models);
+	d->http = http_new(d->loop, (long)d->cfg->limits_max_connections_per_endpoint);
+	d->probe = probe_new(d->http);
+	d->pool = pool_new((int)d->cfg->pool_eject_after);
+	main__init_handles(d);
 
-	d.bus = bus_open(d.loop, &d.cfg, main__on_bus, NULL, err, sizeof(err));
-	if (!d.bus) {
+	d->bus = bus_open(d->loop, d->cfg, main__on_bus, d, err, sizeof(err));
+	if (!d->bus) {
 		log_error(NULL, "cannot start: %s", err);
-		d.exit_status = 1;
-		main__teardown();
+		d->exit_status = 1;
+		main__teardown(d);
 		goto out;
 	}
-	d.requests = requests_new(d.loop, d.http, d.bus, &d.models, d.pool, &d.cfg);
-	main__log_startup(bus_subjects(d.bus));
+	const struct control_hooks hooks = { main__on_model_known, main__on_model_applied, d };
+	d->control = control_new(d->loop, d->bus, d->probe, d->pool, &d->models, d->cfg, &hooks);
+	d->ops = (struct request_ops){
+		.now_ms = main__op_now,
+		.publish = main__op_publish,
+		.upstream_start = main__op_upstream_start,
+		.upstream_cancel = main__op_upstream_cancel,
+		.stub_start = main__op_stub_start,
+		.stub_cancel = main__op_stub_cancel,
+		.ud = d,
+	};
+	d->requests = requests_new(&d->ops, bus_subjects(d->bus), &d->models, d->pool, d->cfg, &d->chunk_latency);
+	main__log_startup(d);
 
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
-		uv_timer_start(&d.watchdog_timer, main__on_watchdog, wd_usec / 2000, wd_usec / 2000);
-	uv_timer_start(&d.status_timer, main__on_status_timer, 2000, 2000);
-	if (d.cfg.pool_probe_interval_ms > 0)
-		uv_timer_start(&d.probe_timer, main__on_probe_timer, (uint64_t)d.cfg.pool_probe_interval_ms, 0);
+		uv_timer_start(&d->watchdog_timer, main__on_watchdog, wd_usec / 2000, wd_usec / 2000);
+	uv_timer_start(&d->status_timer, main__on_status_timer, 2000, 2000);
 
 out:
-	uv_run(d.loop, UV_RUN_DEFAULT);
-	uv_loop_close(d.loop);
-	modelcfg_store_free(&d.models);
-	pool_free(d.pool);
-	config_free(&d.cfg);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	uv_loop_close(d->loop);
+	bus_free(d->bus);
+	modelcfg_store_free(&d->models);
+	pool_free(d->pool);
+	config_free(d->cfg);
+	free(d->cfg);
 	curl_global_cleanup();
-	return d.exit_status;
+	return d->exit_status;
 }

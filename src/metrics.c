@@ -1,8 +1,6 @@
 /* metrics: see include/metrics.h. */
 #include "metrics.h"
 
-struct metrics_hist metrics_chunk_latency;
-
 void metrics_record(struct metrics_hist *h, uint64_t ns)
 {
 	int b = ns ? 63 - __builtin_clzll(ns) : 0;

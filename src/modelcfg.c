@@ -213,13 +213,13 @@ void modelcfg_store_free(struct modelcfg_store *s)
 	s->active = NULL;
 }
 
-bool modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c)
+enum modelcfg_verdict modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c)
 {
 	if (!c)
-		return false;
+		return MODELCFG_INVALID;
 	if (c->has_revision && s->have_revision && c->revision < s->revision) {
 		modelcfg_unref(c);
-		return false;
+		return MODELCFG_STALE;
 	}
 	if (c->has_revision) {
 		s->have_revision = true;
@@ -229,7 +229,7 @@ bool modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c)
 	 * store's, so their snapshot lives on until they finish. */
 	modelcfg_unref(s->active);
 	s->active = c;
-	return true;
+	return MODELCFG_APPLIED;
 }
 
 struct modelcfg *modelcfg_store_get(struct modelcfg_store *s)

@@ -64,7 +64,7 @@ static long long openai__count(json_t *obj, const char *key)
 	return -1;
 }
 
-static bool openai__usage(json_t *u, struct openai_usage *out)
+static bool openai__usage(json_t *u, struct contract_usage *out)
 {
 	long long p, c, t;
 
@@ -613,11 +613,23 @@ static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count)
 	f->depth--;
 	return rc;
 }
+
+/* Takes root's reference. json_dumps fails only when memory does (every
+ * value was built by jansson itself), and out of memory is fatal. */
+static char *openai__dump(json_t *root)
+{
+	char *s = json_dumps(root, JSON_COMPACT);
+
+	json_decref(root);
+	if (!s)
+		util_oom();
+	return s;
+}
+
 char *openai_build_request(const char *model, json_t *messages, json_t *params)
 {
 	json_t *root = json_object();
 	json_t *opts = json_object();
-	char *s;
 
 	json_object_set_new(root, "model", json_string(model));
 	json_object_set_new(root, "messages", messages ? json_incref(messages) : json_array());
@@ -631,13 +643,13 @@ char *openai_build_request(const char *model, json_t *messages, json_t *params)
 				json_object_set(root, openai__params[i], v);
 		}
 	}
-	s = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	/* json_dumps fails only when memory does (every value was built by
-	 * jansson itself), and out of memory is fatal here. */
-	if (!s)
-		s = xstrdup("");
-	return s;
+	return openai__dump(root);
+}
+
+char *openai_build_probe(const char *model)
+{
+	return openai__dump(json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model", model, "messages", "role", "user",
+				      "content", "ping", "max_tokens", 1, "stream", 0));
 }
 
 /* Appends s[0..n) to out as one line of text: control characters and runs

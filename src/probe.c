@@ -4,10 +4,10 @@
 #include "probe.h"
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "contract.h"
 #include "http.h"
 #include "log.h"
 #include "modelcfg.h"
@@ -18,13 +18,21 @@
 
 #define PROBE_BODY_MAX (64 * 1024)
 
+struct probe {
+	struct http *http;
+	/* Everything in flight, so shutdown can free what curl still holds. */
+	struct probe_run *runs;
+	struct probe_check *checks;
+};
+
 struct probe_run {
+	struct probe *probe;
 	struct modelcfg *cfg;
 	struct pool *pool; /* active probe: where results go; NULL for the subject */
 	probe_done_cb done;
 	void *ud;
 	int pending;
-	json_t *results; /* array, one object per endpoint, in endpoint order */
+	struct contract_probe_result *results; /* one per endpoint, in endpoint order */
 	struct probe_run *prev, *next;
 };
 
@@ -40,10 +48,6 @@ struct probe_check {
 	long long timeout_ms;
 };
 
-/* Everything in flight, so shutdown can free what curl still holds. */
-static struct probe_run *probe__runs;
-static struct probe_check *probe__checks;
-
 static size_t probe__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct probe_check *c = ud;
@@ -58,11 +62,15 @@ static void probe__run_free(struct probe_run *run)
 	if (run->prev)
 		run->prev->next = run->next;
 	else
-		probe__runs = run->next;
+		run->probe->runs = run->next;
 	if (run->next)
 		run->next->prev = run->prev;
+	for (size_t i = 0; i < run->cfg->nendpoints; i++) {
+		free((char *)run->results[i].base_url);
+		free((char *)run->results[i].error);
+	}
+	free(run->results);
 	modelcfg_unref(run->cfg);
-	json_decref(run->results);
 	free(run);
 }
 
@@ -71,7 +79,7 @@ static void probe__check_free(struct probe_check *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		probe__checks = c->next;
+		c->run->probe->checks = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
 	curl_easy_cleanup(c->x.easy);
@@ -105,25 +113,22 @@ static void probe__finish(struct probe_check *c, long status, const char *error)
 			pool_observe(run->pool, pool_get(run->pool, e->base_url), ok ? POOL_SUCCESS : POOL_FAILURE,
 				     http_now(c->x.http));
 	} else {
-		json_t *r = json_pack("{s:s, s:b, s:I, s:I}", "base_url", url, "ok", ok, "latency_ms",
-				      (json_int_t)latency, "status", (json_int_t)status);
-		json_object_set_new(r, "error", ok ? json_null() : json_string(msg));
-		json_array_set_new(run->results, c->index, r);
+		struct contract_probe_result *r = &run->results[c->index];
+		r->base_url = xstrdup(url);
+		r->ok = ok;
+		r->latency_ms = (long long)latency;
+		r->status = status;
+		r->error = ok ? NULL : xstrdup(msg);
 	}
 	probe__check_free(c);
 	if (--run->pending)
 		return;
 	if (run->done) {
-		json_t *answer = json_pack("{s:b, s:O}", "ok", 1, "endpoints", run->results);
-		size_t i;
-		json_t *r;
-		json_array_foreach(run->results, i, r)
-			if (!json_is_true(json_object_get(r, "ok")))
-				json_object_set_new(answer, "ok", json_false());
-		char *s = json_dumps(answer, JSON_COMPACT);
-		run->done(run->ud, s, strlen(s));
-		free(s);
-		json_decref(answer);
+		struct buf b;
+		buf_init(&b);
+		contract_encode_probe_answer(&b, NULL, run->results, run->cfg->nendpoints);
+		run->done(run->ud, b.data, b.len);
+		buf_free(&b);
 	}
 	probe__run_free(run);
 }
@@ -157,8 +162,9 @@ static void probe__on_expired(struct http_xfer *x)
 	probe__finish(c, 0, err);
 }
 
-static void probe__start_check(struct http *h, struct probe_run *run, size_t i, long long timeout_ms)
+static void probe__start_check(struct probe_run *run, size_t i, long long timeout_ms)
 {
+	struct probe *p = run->probe;
 	const struct modelcfg_endpoint *e = &run->cfg->endpoints[i];
 	struct probe_check *c = xcalloc(1, sizeof(*c));
 	char *url;
@@ -166,10 +172,10 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 
 	c->run = run;
 	c->index = i;
-	c->next = probe__checks;
-	if (probe__checks)
-		probe__checks->prev = c;
-	probe__checks = c;
+	c->next = p->checks;
+	if (p->checks)
+		p->checks->prev = c;
+	p->checks = c;
 	c->timeout_ms = timeout_ms;
 	buf_init(&c->resp);
 	if (run->pool)
@@ -179,10 +185,7 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	c->headers = provider_auth_header(c->headers, run->cfg->kind, e->api_key);
 	easy = c->x.easy = provider_easy(url);
 	if (!run->pool) {
-		json_t *b = json_pack("{s:s, s:[{s:s, s:s}], s:i, s:b}", "model", run->cfg->model, "messages", "role",
-				      "user", "content", "ping", "max_tokens", 1, "stream", 0);
-		c->body = json_dumps(b, JSON_COMPACT);
-		json_decref(b);
+		c->body = openai_build_probe(run->cfg->model);
 		c->headers = curl_slist_append(c->headers, "Content-Type: application/json");
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, c->body);
 	}
@@ -195,64 +198,82 @@ static void probe__start_check(struct http *h, struct probe_run *run, size_t i, 
 	free(url);
 	c->x.done = probe__on_done;
 	c->x.expired = probe__on_expired;
-	c->started = http_now(h);
+	c->started = http_now(p->http);
 	c->x.deadline_ms = c->started + (unsigned long long)timeout_ms;
-	if (http_start(h, &c->x) < 0)
-		abort(); /* only on out of memory inside curl */
+	if (http_start(p->http, &c->x) < 0)
+		probe__finish(c, 0, "cannot start the transfer");
 }
 
-static struct probe_run *probe__run_new(struct modelcfg *cfg, struct pool *pool, probe_done_cb done, void *ud)
+static struct probe_run *probe__run_new(struct probe *p, struct modelcfg *cfg, struct pool *pool, probe_done_cb done,
+				       void *ud)
 {
 	struct probe_run *run = xcalloc(1, sizeof(*run));
 
+	run->probe = p;
 	run->cfg = modelcfg_ref(cfg);
 	run->pool = pool;
 	run->done = done;
 	run->ud = ud;
-	run->results = json_array();
-	for (size_t i = 0; i < cfg->nendpoints; i++)
-		json_array_append_new(run->results, json_null());
+	run->results = xcalloc(cfg->nendpoints, sizeof(*run->results));
 	run->pending = (int)cfg->nendpoints;
-	run->next = probe__runs;
-	if (probe__runs)
-		probe__runs->prev = run;
-	probe__runs = run;
+	run->next = p->runs;
+	if (p->runs)
+		p->runs->prev = run;
+	p->runs = run;
 	return run;
 }
 
-void probe_config(struct http *h, struct modelcfg *cfg, long long timeout_ms, probe_done_cb done, void *ud)
+/* Starts a check per endpoint. A check that cannot start finishes at once,
+ * so the run may be over (and freed) on return. */
+static void probe__run_start(struct probe_run *run, long long timeout_ms)
+{
+	size_t n = run->cfg->nendpoints;
+
+	for (size_t i = 0; i < n; i++)
+		probe__start_check(run, i, timeout_ms);
+}
+
+struct probe *probe_new(struct http *h)
+{
+	struct probe *p = xcalloc(1, sizeof(*p));
+
+	p->http = h;
+	return p;
+}
+
+void probe_config(struct probe *p, struct modelcfg *cfg, long long timeout_ms, probe_done_cb done, void *ud)
 {
 	if (!cfg->ready) {
-		static const char answer[] =
-			"{\"ok\":false,\"error\":\"the config is not ready: it needs model and a base_url\",\"endpoints\":[]}";
-		done(ud, answer, sizeof(answer) - 1);
+		struct buf b;
+		buf_init(&b);
+		contract_encode_probe_answer(&b, "the config is not ready: it needs model and a base_url", NULL, 0);
+		done(ud, b.data, b.len);
+		buf_free(&b);
 		return;
 	}
-	struct probe_run *run = probe__run_new(cfg, NULL, done, ud);
-	for (size_t i = 0; i < cfg->nendpoints; i++)
-		probe__start_check(h, run, i, timeout_ms);
+	probe__run_start(probe__run_new(p, cfg, NULL, done, ud), timeout_ms);
 }
 
-void probe_health(struct http *h, struct pool *pool, struct modelcfg *cfg, long long timeout_ms)
+void probe_health(struct probe *p, struct pool *pool, struct modelcfg *cfg, long long timeout_ms)
 {
-	if (!cfg->ready)
+	if (cfg->ready)
+		probe__run_start(probe__run_new(p, cfg, pool, NULL, NULL), timeout_ms);
+}
+
+void probe_free(struct probe *p)
+{
+	if (!p)
 		return;
-	struct probe_run *run = probe__run_new(cfg, pool, NULL, NULL);
-	for (size_t i = 0; i < cfg->nendpoints; i++)
-		probe__start_check(h, run, i, timeout_ms);
-}
-
-void probe_cancel_all(void)
-{
-	while (probe__checks) {
-		struct probe_check *c = probe__checks;
+	while (p->checks) {
+		struct probe_check *c = p->checks;
 		http_abort(&c->x);
 		probe__check_free(c);
 	}
-	while (probe__runs) {
+	while (p->runs) {
 		/* Lets the owner free what ud holds. */
-		if (probe__runs->done)
-			probe__runs->done(probe__runs->ud, NULL, 0);
-		probe__run_free(probe__runs);
+		if (p->runs->done)
+			p->runs->done(p->runs->ud, NULL, 0);
+		probe__run_free(p->runs);
 	}
+	free(p);
 }

@@ -3,12 +3,13 @@
  *   submit --> validate --> [busy / bad_request: ack + error event]
  *                 |
  *                 v  accepted (ack), snapshot of the model config taken
- *          REQ_STREAMING (source = an upstream attempt, or the stub)
- *                 |  delta -> event (seq++)
- *                 |  attempt failed before any token, retryable, attempts
- *                 |  and time left --> next attempt on another replica
- *                 v
- *   end / cancel / timeout / shutdown --> request__finish --> REQ_DONE
+ *       no ready model: REQ_STUB          ready: REQ_ATTEMPT (attempt n, nothing relayed yet)
+ *                 |                              |  failed, request_may_retry --> REQ_ATTEMPT (n+1)
+ *                 |                              |  first delta
+ *                 |                              v
+ *                 |                       REQ_STREAMING (this attempt is the last)
+ *                 v                              v
+ *   end / cancel / timeout / shutdown --> request__finish --> REQ_ENDED, freed
  *
  * request__finish is the only function that publishes a terminal event, and
  * it runs once per request: it removes the request from the table first. */
@@ -17,20 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
 #include "config.h"
-#include "contract.h"
 #include "log.h"
 #include "modelcfg.h"
 #include "openai.h"
 #include "pool.h"
 #include "prompt.h"
 #include "stub.h"
-#include "upstream.h"
 
 enum request_state {
-	REQ_STREAMING,
-	REQ_DONE,
+	REQ_ATTEMPT,   /* an upstream attempt runs and nothing was relayed: a retry may follow */
+	REQ_STREAMING, /* deltas went out: the attempt in progress is the last */
+	REQ_STUB,      /* the stub streams (no ready model) */
+	REQ_ENDED,     /* the terminal event is out */
 };
 
 struct request {
@@ -42,8 +42,8 @@ struct request {
 	char *subject; /* <prefix>.chat.stream.<rid> */
 	unsigned long long seq;
 	struct modelcfg *model; /* snapshot taken at accept; NULL for the stub */
-	struct upstream *up;    /* exactly one of up / stub while streaming */
-	struct stub *stub;
+	struct upstream *up;    /* REQ_ATTEMPT, REQ_STREAMING */
+	struct stub *stub;      /* REQ_STUB */
 	unsigned long long started_ms;
 	unsigned long long deltas;
 
@@ -56,12 +56,12 @@ struct request {
 };
 
 struct requests {
-	uv_loop_t *loop;
-	struct http *http;
-	struct bus *bus;
+	const struct request_ops *ops;
+	const struct contract_subjects *subjects;
 	struct modelcfg_store *models;
 	struct pool *pool;
 	const struct config *cfg;
+	struct metrics_hist *chunk_latency;
 
 	struct request **buckets;
 	size_t nbuckets; /* power of two */
@@ -75,6 +75,11 @@ struct requests {
 };
 
 static const struct upstream_cbs request__cbs;
+
+static unsigned long long request__now(const struct requests *rq)
+{
+	return rq->ops->now_ms(rq->ops->ud);
+}
 
 static size_t request__hash(const char *s)
 {
@@ -143,25 +148,25 @@ static void request__remove(struct requests *rq, struct request *r)
 
 static void request__publish(struct requests *rq, const char *subject)
 {
-	/* A failed publish is logged by bus; the stream goes on so the terminal
-	 * event still has its chance. */
-	(void)!bus_publish(rq->bus, subject, rq->ev.data, rq->ev.len);
+	/* A failed publish is logged by the bus; the stream goes on so the
+	 * terminal event still has its chance. */
+	rq->ops->publish(rq->ops->ud, subject, rq->ev.data, rq->ev.len);
 }
 
-static void request__ack(struct requests *rq, const char *reply, const char *rid, const char *code,
+static void request__ack(struct requests *rq, const char *reply, const char *rid, enum contract_code code,
 			 const char *msg)
 {
 	if (!reply || !*reply)
 		return;
 	buf_reset(&rq->ev);
-	contract_encode_ack(&rq->ev, rid, code == NULL, code, msg);
+	contract_encode_ack(&rq->ev, rid, code, msg);
 	request__publish(rq, reply);
 }
 
 /* An error event for a request that never started (seq 0). */
-static void request__reject_event(struct requests *rq, const char *rid, const char *code, const char *msg)
+static void request__reject_event(struct requests *rq, const char *rid, enum contract_code code, const char *msg)
 {
-	char *subject = xasprintf("%s%s", bus_subjects(rq->bus)->stream_prefix, rid);
+	char *subject = contract_stream_subject(rq->subjects, rid);
 	buf_reset(&rq->ev);
 	contract_encode_error(&rq->ev, rid, 0, code, msg, NULL);
 	request__publish(rq, subject);
@@ -182,20 +187,20 @@ static void request__release_ep(struct request *r, enum pool_outcome o, unsigned
 {
 	if (!r->ep)
 		return;
-	pool_release(r->rq->pool, r->ep, o, retry_after_ms, uv_now(r->rq->loop));
+	pool_release(r->rq->pool, r->ep, o, retry_after_ms, request__now(r->rq));
 	r->ep = NULL;
 }
 
-/* The one exit of a request. res->code NULL means done. The source must
- * already be stopped or finished. */
+/* The one exit of a request. res->code CONTRACT_OK means done. The source
+ * must already be stopped or finished. */
 static void request__finish(struct request *r, const struct upstream_result *res)
 {
 	struct requests *rq = r->rq;
-	unsigned long long ms = uv_now(rq->loop) - r->started_ms;
+	unsigned long long ms = request__now(rq) - r->started_ms;
 
-	if (r->state == REQ_DONE)
+	if (r->state == REQ_ENDED)
 		return;
-	r->state = REQ_DONE;
+	r->state = REQ_ENDED;
 	r->up = NULL;
 	r->stub = NULL;
 	request__remove(rq, r);
@@ -208,16 +213,14 @@ static void request__finish(struct request *r, const struct upstream_result *res
 		rt = &route;
 	}
 	buf_reset(&rq->ev);
-	if (res->code) {
+	if (res->code != CONTRACT_OK) {
 		contract_encode_error(&rq->ev, r->rid, r->seq++, res->code, res->message, rt);
-		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas, res->code,
-			 res->message);
+		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas,
+			 contract_code_name(res->code), res->message);
 	} else {
-		struct contract_usage u = { res->usage.prompt_tokens, res->usage.completion_tokens,
-					    res->usage.total_tokens };
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
 		contract_encode_done(&rq->ev, r->rid, r->seq++, res->finish_reason, model,
-				     res->has_usage ? &u : NULL, rt);
+				     res->has_usage ? &res->usage : NULL, rt);
 		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
 	}
 	request__publish(rq, r->subject);
@@ -230,21 +233,28 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 }
 
-static void request__on_delta(void *ud, enum upstream_delta kind, const char *text, size_t len)
+static void request__on_delta(void *ud, enum contract_delta kind, const char *text, size_t len)
 {
 	struct request *r = ud;
 	struct requests *rq = r->rq;
 
-	if (r->deltas++ == 0 && r->body) {
+	if (r->state == REQ_ATTEMPT) {
 		/* A delta went out: no retry can follow, so only the attempt
 		 * needs the body now. */
+		r->state = REQ_STREAMING;
 		rcstr_unref(r->body);
 		r->body = NULL;
 	}
+	r->deltas++;
 	buf_reset(&rq->ev);
-	contract_encode_delta(&rq->ev, r->rid, r->seq++, kind == UPSTREAM_REASONING ? "reasoning" : "token", text,
-			      len);
+	contract_encode_delta(&rq->ev, r->rid, r->seq++, kind, text, len);
 	request__publish(rq, r->subject);
+}
+
+bool request_may_retry(const struct request_retry_facts *f)
+{
+	return f->code != CONTRACT_OK && f->retryable && f->deltas == 0 && f->attempts < f->max_attempts &&
+	       f->tried < f->nendpoints && f->elapsed_ms < (unsigned long long)f->total_ms;
 }
 
 static int request__start_attempt(struct request *r);
@@ -254,23 +264,42 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 	struct request *r = ud;
 	enum pool_outcome o = POOL_NEUTRAL;
 
+	switch (r->state) {
+	case REQ_STUB:
+	case REQ_STREAMING:
+		r->up = NULL;
+		request__release_ep(r, POOL_SUCCESS, 0);
+		request__finish(r, res);
+		return;
+	case REQ_ATTEMPT:
+		break;
+	case REQ_ENDED:
+		return;
+	}
 	r->up = NULL;
-	if (!res->code || res->got_token)
+	if (res->code == CONTRACT_OK || res->got_token)
 		o = POOL_SUCCESS;
 	else if (res->retryable)
 		o = POOL_FAILURE;
 	request__release_ep(r, o, res->retry_after_ms);
 
-	/* Retry only while the client has seen nothing of this attempt, only
-	 * failures another replica might not share, and only on a replica not
-	 * tried yet. */
-	if (res->code && res->retryable && r->deltas == 0 && r->attempts < r->rq->cfg->pool_max_attempts &&
-	    (size_t)__builtin_popcountll(r->tried) < r->model->nendpoints &&
-	    uv_now(r->rq->loop) - r->started_ms < (unsigned long long)r->rq->cfg->timeouts_total_ms) {
+	const struct config *cfg = r->rq->cfg;
+	struct request_retry_facts f = {
+		.code = res->code,
+		.retryable = res->retryable,
+		.deltas = r->deltas,
+		.attempts = r->attempts,
+		.max_attempts = cfg->pool_max_attempts,
+		.tried = (size_t)__builtin_popcountll(r->tried),
+		.nendpoints = r->model->nendpoints,
+		.elapsed_ms = request__now(r->rq) - r->started_ms,
+		.total_ms = cfg->timeouts_total_ms,
+	};
+	if (request_may_retry(&f)) {
 		char url[512];
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
-		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url, res->code,
-			 res->message);
+		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
+			 contract_code_name(res->code), res->message);
 		if (request__start_attempt(r) == 0)
 			return;
 	}
@@ -283,17 +312,26 @@ static const struct upstream_cbs request__cbs = {
 };
 
 /* Stops the source without a callback, then ends the request with code. */
-static void request__abort(struct request *r, const char *code, const char *message)
+static void request__abort(struct request *r, enum contract_code code, const char *message)
 {
 	struct upstream_result res = { .code = code, .message = message };
+	const struct request_ops *ops = r->rq->ops;
 
-	if (r->up) {
-		upstream_cancel(r->up);
+	switch (r->state) {
+	case REQ_ATTEMPT:
+	case REQ_STREAMING:
+		if (r->up)
+			ops->upstream_cancel(ops->ud, r->up);
 		r->up = NULL;
+		request__release_ep(r, POOL_NEUTRAL, 0);
+		break;
+	case REQ_STUB:
+		ops->stub_cancel(ops->ud, r->stub);
+		r->stub = NULL;
+		break;
+	case REQ_ENDED:
+		return;
 	}
-	request__release_ep(r, POOL_NEUTRAL, 0);
-	if (r->stub)
-		stub_cancel(r->stub);
 	request__finish(r, &res);
 }
 
@@ -302,7 +340,7 @@ static int request__start_attempt(struct request *r)
 {
 	struct requests *rq = r->rq;
 	const struct config *cfg = rq->cfg;
-	unsigned long long now = uv_now(rq->loop);
+	unsigned long long now = request__now(rq);
 	unsigned long long elapsed = now - r->started_ms;
 	int i = pool_pick(rq->pool, r->model, r->tried, now, &r->ep);
 
@@ -327,8 +365,10 @@ static int request__start_attempt(struct request *r)
 		/* The total deadline belongs to the request, across attempts. */
 		.total_ms = cfg->timeouts_total_ms > (long long)elapsed ? cfg->timeouts_total_ms - (long long)elapsed : 1,
 		.max_line = (size_t)cfg->limits_max_sse_line_bytes,
+		.chunk_latency = rq->chunk_latency,
 	};
-	r->up = upstream_start(rq->http, &p, &request__cbs, r);
+	r->state = REQ_ATTEMPT;
+	r->up = rq->ops->upstream_start(rq->ops->ud, &p, &request__cbs, r);
 	if (!r->up) {
 		request__release_ep(r, POOL_NEUTRAL, 0);
 		return -1;
@@ -359,40 +399,39 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	if (contract_decode_submit(data, len, (size_t)cfg->limits_max_request_bytes, &sub, &err) < 0) {
 		const char *rid = err.request_id[0] ? err.request_id : NULL;
 		log_info(rid, "rejected: bad_request: %s", err.message);
-		request__ack(rq, reply, rid, CONTRACT_E_BAD_REQUEST, err.message);
+		request__ack(rq, reply, rid, CONTRACT_BAD_REQUEST, err.message);
 		/* The stream of a request in flight with this id is not ours to end. */
 		if (rid && !request__find(rq, rid))
-			request__reject_event(rq, rid, CONTRACT_E_BAD_REQUEST, err.message);
+			request__reject_event(rq, rid, CONTRACT_BAD_REQUEST, err.message);
 		return;
 	}
 	if (request__find(rq, sub.request_id)) {
 		log_info(sub.request_id, "rejected: request_id already in flight");
-		request__ack(rq, reply, sub.request_id, CONTRACT_E_BAD_REQUEST, "request_id: already in flight");
+		request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		goto out;
 	}
 	if (rq->draining || rq->count >= (size_t)cfg->limits_max_inflight) {
 		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
 		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->count);
-		request__ack(rq, reply, sub.request_id, CONTRACT_E_BUSY, msg);
-		request__reject_event(rq, sub.request_id, CONTRACT_E_BUSY, msg);
+		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
+		request__reject_event(rq, sub.request_id, CONTRACT_BUSY, msg);
 		goto out;
 	}
 
 	r = xcalloc(1, sizeof(*r));
 	r->rq = rq;
-	r->state = REQ_STREAMING;
 	memcpy(r->rid, sub.request_id, sizeof(r->rid));
-	r->subject = xasprintf("%s%s", bus_subjects(rq->bus)->stream_prefix, r->rid);
-	r->started_ms = uv_now(rq->loop);
+	r->subject = contract_stream_subject(rq->subjects, r->rid);
+	r->started_ms = request__now(rq);
 	request__insert(rq, r);
-	request__ack(rq, reply, r->rid, NULL, NULL);
+	request__ack(rq, reply, r->rid, CONTRACT_OK, NULL);
 
 	struct modelcfg *m = modelcfg_store_get(rq->models);
 	if (m->ready) {
 		r->model = m;
 		log_info(r->rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
 		if (request__start_upstream(rq, r, &sub) < 0) {
-			struct upstream_result res = { .code = CONTRACT_E_INTERNAL,
+			struct upstream_result res = { .code = CONTRACT_INTERNAL,
 						       .message = "cannot start the upstream call" };
 			request__finish(r, &res);
 		}
@@ -400,8 +439,9 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		modelcfg_unref(m);
 		log_info(r->rid, "accepted: stub (no model configured), %zu messages",
 			 json_array_size(sub.messages));
-		r->stub = stub_start(rq->loop, stub_reply(sub.profile, sub.last_user), cfg->stub_ttft_ms,
-				     cfg->stub_inter_token_ms, &request__cbs, r);
+		r->state = REQ_STUB;
+		r->stub = rq->ops->stub_start(rq->ops->ud, stub_reply(sub.profile, sub.last_user), cfg->stub_ttft_ms,
+					      cfg->stub_inter_token_ms, &request__cbs, r);
 	}
 out:
 	contract_submit_free(&sub);
@@ -419,10 +459,10 @@ void requests_cancel(struct requests *rq, const char *data, size_t len)
 	if (!(r = request__find(rq, rid)))
 		return;
 	log_info(rid, "cancel requested");
-	request__abort(r, CONTRACT_E_CANCELLED, "cancelled by the client");
+	request__abort(r, CONTRACT_CANCELLED, "cancelled by the client");
 }
 
-void requests_end_all(struct requests *rq, const char *code, const char *message)
+void requests_end_all(struct requests *rq, enum contract_code code, const char *message)
 {
 	while (rq->all)
 		request__abort(rq->all, code, message);
@@ -444,17 +484,18 @@ size_t requests_inflight(const struct requests *rq)
 	return rq->count;
 }
 
-struct requests *requests_new(uv_loop_t *loop, struct http *http, struct bus *bus, struct modelcfg_store *models,
-			      struct pool *pool, const struct config *cfg)
+struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
+			      struct modelcfg_store *models, struct pool *pool, const struct config *cfg,
+			      struct metrics_hist *chunk_latency)
 {
 	struct requests *rq = xcalloc(1, sizeof(*rq));
 
-	rq->loop = loop;
-	rq->pool = pool;
-	rq->http = http;
-	rq->bus = bus;
+	rq->ops = ops;
+	rq->subjects = subjects;
 	rq->models = models;
+	rq->pool = pool;
 	rq->cfg = cfg;
+	rq->chunk_latency = chunk_latency;
 	rq->nbuckets = 256;
 	rq->buckets = xcalloc(rq->nbuckets, sizeof(*rq->buckets));
 	buf_init(&rq->ev);

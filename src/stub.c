@@ -98,7 +98,7 @@ static void stub__tick(uv_timer_t *t)
 	if (s->pos < s->len) {
 		size_t n = util_utf8_seqlen(s->text + s->pos, s->len - s->pos);
 		s->chars++;
-		s->cbs->delta(s->ud, UPSTREAM_TOKEN, s->text + s->pos, n);
+		s->cbs->delta(s->ud, CONTRACT_TOKEN, s->text + s->pos, n);
 		s->pos += n;
 		uv_timer_start(&s->timer, stub__tick, (uint64_t)s->inter_ms, 0);
 		return;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "contract.h"
+#include "modelcfg.h"
 #include "util.h"
 
 #define CTL_EXIT_OK 0
@@ -385,11 +386,9 @@ static int ctl__flush(natsConnection *nc)
 	return 0;
 }
 
-static int ctl__publish_json(natsConnection *nc, const char *subject, json_t *body)
+static int ctl__publish(natsConnection *nc, const char *subject, const char *data, size_t len)
 {
-	char *data = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-	natsStatus s = natsConnection_PublishString(nc, subject, data);
-	free(data);
+	natsStatus s = natsConnection_Publish(nc, subject, data, (int)len);
 	if (s != NATS_OK) {
 		fprintf(stderr, "sundynixctl: publish on %s failed: %s\n", subject, natsStatus_GetText(s));
 		return -1;
@@ -432,33 +431,19 @@ static void ctl__gen_rid(char *out, size_t outlen)
 	snprintf(out, outlen, "ctl-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
 }
 
-static json_t *ctl__chat_body(const struct ctl_args *a, const char *rid, const char *message)
+static void ctl__chat_body(struct buf *out, const struct ctl_args *a, const char *rid, const char *message)
 {
-	json_t *body = json_object();
-	json_t *msgs = json_array();
-
-	json_object_set_new(body, "request_id", json_string(rid));
-	if (a->session)
-		json_object_set_new(body, "session_id", json_string(a->session));
-	if (a->user)
-		json_object_set_new(body, "user_id", json_string(a->user));
-	if (a->system)
-		json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", a->system));
-	json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", message));
-	json_object_set_new(body, "messages", msgs);
-	if (a->profile || a->nfacts) {
-		json_t *mem = json_object();
-		if (a->profile)
-			json_object_set_new(mem, "profile", json_string(a->profile));
-		if (a->nfacts) {
-			json_t *facts = json_array();
-			for (size_t i = 0; i < a->nfacts; i++)
-				json_array_append_new(facts, json_string(a->facts[i]));
-			json_object_set_new(mem, "facts", facts);
-		}
-		json_object_set_new(body, "memory", mem);
-	}
-	return body;
+	const struct contract_chat chat = {
+		.request_id = rid,
+		.session_id = a->session,
+		.user_id = a->user,
+		.system = a->system,
+		.message = message,
+		.profile = a->profile,
+		.facts = (const char *const *)a->facts,
+		.nfacts = a->nfacts,
+	};
+	contract_encode_chat(out, &chat);
 }
 
 static void ctl__end_reasoning(struct ctl_chat *c)
@@ -469,11 +454,8 @@ static void ctl__end_reasoning(struct ctl_chat *c)
 	c->in_reasoning = false;
 }
 
-static void ctl__print_error(json_t *err)
+static void ctl__print_error(const char *code, const char *msg)
 {
-	const char *code = json_string_value(json_object_get(err, "code"));
-	const char *msg = json_string_value(json_object_get(err, "message"));
-
 	fputs("error: ", stderr);
 	ctl__put_clean(stderr, code ? code : "(no code)");
 	fputs(": ", stderr);
@@ -484,101 +466,86 @@ static void ctl__print_error(json_t *err)
 /* Returns -1 while the stream goes on, else the exit status. */
 static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
 {
-	json_error_t jerr;
-	json_t *ev = json_loadb(data, (size_t)len, 0, &jerr);
-	json_t *seqv = json_object_get(ev, "seq");
-	const char *type = json_string_value(json_object_get(ev, "type"));
-	const char *rid = json_string_value(json_object_get(ev, "request_id"));
+	struct contract_event ev;
+	char err[128];
 	int rc = -1;
 
-	if (!json_is_object(ev) || !json_is_integer(seqv) || json_integer_value(seqv) < 0 || !type) {
-		fprintf(stderr, "sundynixctl: warning: ignoring a malformed event (%d bytes)\n", len);
+	if (contract_decode_event(data, (size_t)len, &ev, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sundynixctl: warning: ignoring a malformed event: %s\n", err);
 		c->anomalies++;
-		goto out;
+		return -1;
 	}
-	if (!rid || strcmp(rid, c->rid)) {
+	if (strcmp(ev.request_id, c->rid)) {
 		fprintf(stderr, "sundynixctl: warning: ignoring an event for another request_id\n");
 		c->anomalies++;
 		goto out;
 	}
-	unsigned long long seq = (unsigned long long)json_integer_value(seqv);
-	if (seq < c->next_seq) {
+	if (ev.seq < c->next_seq) {
 		fprintf(stderr, "sundynixctl: warning: duplicate or reordered event seq %llu (expected %llu), ignored\n",
-			seq, c->next_seq);
+			ev.seq, c->next_seq);
 		c->anomalies++;
 		goto out;
 	}
-	if (seq > c->next_seq) {
-		fprintf(stderr, "sundynixctl: warning: events lost: expected seq %llu, got %llu\n", c->next_seq, seq);
+	if (ev.seq > c->next_seq) {
+		fprintf(stderr, "sundynixctl: warning: events lost: expected seq %llu, got %llu\n", c->next_seq, ev.seq);
 		c->anomalies++;
 	}
-	c->next_seq = seq + 1;
+	c->next_seq = ev.seq + 1;
 
-	if (!strcmp(type, "token") || !strcmp(type, "reasoning")) {
-		json_t *dv = json_object_get(ev, "delta");
-		const char *delta = json_string_value(dv);
-		if (!delta) {
-			fprintf(stderr, "sundynixctl: warning: %s event seq %llu has no delta\n", type, seq);
-			c->anomalies++;
-			goto out;
-		}
-		if (type[0] == 't') {
-			ctl__end_reasoning(c);
-			fwrite(delta, 1, json_string_length(dv), stdout);
-			fflush(stdout);
-			c->printed_tokens = true;
-		} else {
-			if (!c->in_reasoning)
-				fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
-			c->in_reasoning = true;
-			fwrite(delta, 1, json_string_length(dv), stderr);
-			fflush(stderr);
-		}
-	} else if (!strcmp(type, "done")) {
-		const char *finish = json_string_value(json_object_get(ev, "finish_reason"));
-		const char *model = json_string_value(json_object_get(ev, "model"));
-		json_t *usage = json_object_get(ev, "usage");
-
+	switch (ev.type) {
+	case CONTRACT_EV_TOKEN:
+		ctl__end_reasoning(c);
+		fwrite(ev.delta, 1, ev.delta_len, stdout);
+		fflush(stdout);
+		c->printed_tokens = true;
+		break;
+	case CONTRACT_EV_REASONING:
+		if (!c->in_reasoning)
+			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
+		c->in_reasoning = true;
+		fwrite(ev.delta, 1, ev.delta_len, stderr);
+		fflush(stderr);
+		break;
+	case CONTRACT_EV_DONE:
 		ctl__end_reasoning(c);
 		fputc('\n', stdout);
 		fflush(stdout);
 		fputs("[done: finish=", stderr);
-		ctl__put_clean(stderr, finish ? finish : "?");
+		ctl__put_clean(stderr, ev.finish_reason ? ev.finish_reason : "?");
 		fputs(" model=", stderr);
-		ctl__put_clean(stderr, model ? model : "?");
-		if (json_is_object(usage))
-			fprintf(stderr, " prompt=%lld completion=%lld total=%lld",
-				(long long)json_integer_value(json_object_get(usage, "prompt_tokens")),
-				(long long)json_integer_value(json_object_get(usage, "completion_tokens")),
-				(long long)json_integer_value(json_object_get(usage, "total_tokens")));
+		ctl__put_clean(stderr, ev.model ? ev.model : "?");
+		if (ev.has_usage)
+			fprintf(stderr, " prompt=%lld completion=%lld total=%lld", ev.usage.prompt_tokens,
+				ev.usage.completion_tokens, ev.usage.total_tokens);
 		fputs("]\n", stderr);
 		rc = CTL_EXIT_OK;
-	} else if (!strcmp(type, "error")) {
+		break;
+	case CONTRACT_EV_ERROR:
 		ctl__end_reasoning(c);
 		if (c->printed_tokens) {
 			fputc('\n', stdout);
 			fflush(stdout);
 		}
-		ctl__print_error(json_object_get(ev, "error"));
+		ctl__print_error(ev.error_code ? ev.error_code : "(no code)", ev.error_message ? ev.error_message : "");
 		rc = CTL_EXIT_FAIL;
-	} else {
-		/* Unknown event types are skipped: the contract may grow. */
+		break;
+	case CONTRACT_EV_OTHER:
+		break; /* unknown event types are skipped: the contract may grow */
 	}
 out:
-	json_decref(ev);
+	contract_event_free(&ev);
 	return rc;
 }
 
 /* Submits with a reply subject and checks the ack. Returns 0 when accepted. */
-static int ctl__chat_submit(natsConnection *nc, const char *subject, json_t *body, const char *rid,
+static int ctl__chat_submit(natsConnection *nc, const char *subject, const struct buf *body, const char *rid,
 			    long long timeout_ms)
 {
-	char *data = json_dumps(body, JSON_COMPACT);
 	natsMsg *reply = NULL;
+	struct contract_ack ack;
 	int rc = -1;
 
-	natsStatus s = natsConnection_RequestString(&reply, nc, subject, data, timeout_ms);
-	free(data);
+	natsStatus s = natsConnection_Request(&reply, nc, subject, body->data, (int)body->len, timeout_ms);
 	if (s == NATS_NO_RESPONDERS) {
 		fprintf(stderr, "sundynixctl: no dispatcher is listening on %s\n", subject);
 		return -1;
@@ -592,32 +559,29 @@ static int ctl__chat_submit(natsConnection *nc, const char *subject, json_t *bod
 		fprintf(stderr, "sundynixctl: submit failed: %s\n", natsStatus_GetText(s));
 		return -1;
 	}
-	json_t *ack = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-	json_t *accepted = json_object_get(ack, "accepted");
-	if (json_is_true(accepted)) {
-		rc = 0;
-	} else if (json_is_false(accepted)) {
-		ctl__print_error(json_object_get(ack, "error"));
-	} else {
+	if (contract_decode_ack(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &ack) < 0)
 		fprintf(stderr, "sundynixctl: malformed acknowledgement from the dispatcher\n");
-	}
-	json_decref(ack);
+	else if (ack.accepted)
+		rc = 0;
+	else
+		ctl__print_error(ack.code[0] ? ack.code : "(no code)", ack.message);
 	natsMsg_Destroy(reply);
 	return rc;
 }
 
-static void ctl__send_cancel(natsConnection *nc, const char *prefix, const char *rid)
+static int ctl__send_cancel(natsConnection *nc, const struct contract_subjects *subj, const char *rid)
 {
-	char *subject = xasprintf("%s.chat.cancel", prefix);
-	json_t *body = json_pack("{s:s}", "request_id", rid);
+	struct buf b;
 
-	(void)ctl__publish_json(nc, subject, body);
-	json_decref(body);
-	free(subject);
+	buf_init(&b);
+	contract_encode_cancel(&b, rid);
+	int rc = ctl__publish(nc, subj->cancel, b.data, b.len);
+	buf_free(&b);
+	return rc;
 }
 
 static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_chat *c, const struct ctl_args *a,
-			  unsigned long long deadline)
+			  const struct contract_subjects *subj, unsigned long long deadline)
 {
 	unsigned long long cancel_deadline = 0;
 
@@ -630,7 +594,7 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 		if (sig) {
 			ctl__end_reasoning(c);
 			fprintf(stderr, "\nsundynixctl: interrupted, cancelling %s\n", c->rid);
-			ctl__send_cancel(nc, a->prefix, c->rid);
+			ctl__send_cancel(nc, subj, c->rid);
 			cancel_deadline = util_now_ms() + CTL_CANCEL_WAIT_MS;
 		}
 		unsigned long long now = util_now_ms();
@@ -644,7 +608,7 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 				fputc('\n', stdout);
 			fprintf(stderr, "sundynixctl: timed out after %g s waiting for the stream of %s; cancelling it\n",
 				a->timeout_s, c->rid);
-			ctl__send_cancel(nc, a->prefix, c->rid);
+			ctl__send_cancel(nc, subj, c->rid);
 			return CTL_EXIT_FAIL;
 		}
 
@@ -670,7 +634,8 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 	}
 }
 
-static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const char *message)
+static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const struct contract_subjects *subj,
+			 const char *message)
 {
 	char gen[32];
 	struct ctl_chat c = { 0 };
@@ -687,9 +652,10 @@ static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const cha
 	}
 	c.dim = isatty(STDERR_FILENO);
 
-	char *stream_subj = xasprintf("%s.chat.stream.%s", a->prefix, c.rid);
-	char *submit_subj = xasprintf("%s.chat.submit", a->prefix);
-	json_t *body = ctl__chat_body(a, c.rid, message);
+	char *stream_subj = contract_stream_subject(subj, c.rid);
+	struct buf body;
+	buf_init(&body);
+	ctl__chat_body(&body, a, c.rid, message);
 
 	/* Subscribe (and make sure the server has the interest) before
 	 * submitting: the first event may follow the ack immediately. */
@@ -705,69 +671,97 @@ static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const cha
 		ack_ms = CTL_ACK_TIMEOUT_MS;
 	if (ack_ms < 1)
 		ack_ms = 1;
-	if (ctl__chat_submit(nc, submit_subj, body, c.rid, ack_ms))
+	if (ctl__chat_submit(nc, subj->submit, &body, c.rid, ack_ms))
 		goto out;
-	rc = ctl__chat_loop(nc, sub, &c, a, deadline);
+	rc = ctl__chat_loop(nc, sub, &c, a, subj, deadline);
 out:
 	natsSubscription_Destroy(sub);
-	json_decref(body);
-	free(submit_subj);
+	buf_free(&body);
 	free(stream_subj);
 	return rc;
 }
 
 /* ---- config ---- */
 
-/* Checks the types of the ModelConfig fields we know; others pass through. */
-static int ctl__check_modelcfg(json_t *cfg, const char *path)
+/* One line describing a ModelConfig for the operator, by the daemon's own
+ * reading of it (modelcfg); never mentions the api key. */
+static void ctl__describe_modelcfg(FILE *f, const struct modelcfg *m)
 {
-	static const char *const strs[] = { "provider", "base_url", "api_key", "model" };
-	const char *key;
-	json_t *v;
+	char clean[1024];
 
-	if (json_is_null(cfg))
-		return 0;
-	if (!json_is_object(cfg)) {
-		fprintf(stderr, "sundynixctl: %s: a ModelConfig must be a JSON object or null\n", path);
-		return -1;
+	if (!m->ready) {
+		fputs("no model (stub)", f);
+	} else {
+		util_url_strip_userinfo(m->base_url, clean, sizeof(clean));
+		fputs("model=", f);
+		ctl__put_clean(f, m->model);
+		fputs(" base_url=", f);
+		ctl__put_clean(f, clean);
+		if (m->nendpoints > 1)
+			fprintf(f, " (+%zu more endpoints)", m->nendpoints - 1);
 	}
-	json_object_foreach(cfg, key, v) {
-		for (size_t i = 0; i < UTIL_ARRAY_LEN(strs); i++) {
-			if (!strcmp(key, strs[i]) && !json_is_string(v) && !json_is_null(v)) {
-				fprintf(stderr, "sundynixctl: %s: \"%s\" must be a string\n", path, key);
-				return -1;
-			}
-		}
-		if (!strcmp(key, "revision") && !json_is_null(v) &&
-		    !(json_is_integer(v) && json_integer_value(v) >= 0)) {
-			fprintf(stderr, "sundynixctl: %s: \"revision\" must be a non-negative integer\n", path);
-			return -1;
-		}
+	if (m->has_revision)
+		fprintf(f, " revision=%lld", m->revision);
+	else
+		fputs(" revision=none", f);
+}
+
+/* The whole file (malloc'd, NUL-terminated), or NULL after saying why. */
+static char *ctl__read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b;
+	char chunk[4096];
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "sundynixctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&b, chunk, n);
+	if (ferror(f)) {
+		fprintf(stderr, "sundynixctl: %s: read error\n", path);
+		fclose(f);
+		buf_free(&b);
+		return NULL;
+	}
+	fclose(f);
+	buf_append(&b, "", 0);
+	*len = b.len;
+	return b.data;
+}
+
+/* A ModelConfig to send: its text, and the daemon's reading of it. */
+struct ctl_modelcfg {
+	char *text;
+	size_t len;
+	struct modelcfg *m;
+};
+
+/* Checks text with the daemon's own parser, so a config the daemon would
+ * refuse is refused here too, and one it would serve is served. */
+static int ctl__modelcfg_take(struct ctl_modelcfg *out, char *text, const char *what)
+{
+	char err[256];
+
+	out->text = text;
+	out->len = strlen(text);
+	out->m = modelcfg_parse(text, out->len, err, sizeof(err));
+	if (!out->m) {
+		fprintf(stderr, "sundynixctl: %s: %s\n", what, err);
+		return -1;
 	}
 	return 0;
 }
 
-/* One line describing cfg for the operator; never mentions the api key. */
-static void ctl__describe_modelcfg(FILE *f, json_t *cfg)
+static void ctl__modelcfg_free(struct ctl_modelcfg *c)
 {
-	const char *model = json_string_value(json_object_get(cfg, "model"));
-	const char *url = json_string_value(json_object_get(cfg, "base_url"));
-	json_t *rev = json_object_get(cfg, "revision");
-	char clean[1024];
-
-	if (!model || !*model || !url || !*url) {
-		fputs("no model (stub)", f);
-	} else {
-		util_url_strip_userinfo(url, clean, sizeof(clean));
-		fputs("model=", f);
-		ctl__put_clean(f, model);
-		fputs(" base_url=", f);
-		ctl__put_clean(f, clean);
-	}
-	if (json_is_integer(rev))
-		fprintf(f, " revision=%lld", (long long)json_integer_value(rev));
-	else
-		fputs(" revision=none", f);
+	if (c->text)
+		explicit_bzero(c->text, c->len);
+	free(c->text);
+	modelcfg_unref(c->m);
 }
 
 struct ctl_serve {
@@ -793,25 +787,23 @@ static void ctl__serve_cb(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	natsMsg_Destroy(msg);
 }
 
-static int ctl__cmd_serve(natsConnection *nc, const struct ctl_args *a, const char *path, json_t *cfg)
+static int ctl__cmd_serve(natsConnection *nc, const struct contract_subjects *subj, const char *path,
+			  const struct ctl_modelcfg *cfg)
 {
-	struct ctl_serve sv;
+	struct ctl_serve sv = { cfg->text, cfg->len };
 	natsSubscription *sub = NULL;
-	char *get_subj = xasprintf("%s.config.model.get", a->prefix);
-	char *upd_subj = xasprintf("%s.config.model.updated", a->prefix);
+	const char *get_subj = subj->config_get, *upd_subj = subj->config_updated;
 	int rc = CTL_EXIT_FAIL;
 
-	sv.body = json_dumps(cfg, JSON_COMPACT | JSON_ENCODE_ANY);
-	sv.len = strlen(sv.body);
 	natsStatus s = natsConnection_Subscribe(&sub, nc, get_subj, ctl__serve_cb, &sv);
 	if (s != NATS_OK) {
 		fprintf(stderr, "sundynixctl: subscribe to %s failed: %s\n", get_subj, natsStatus_GetText(s));
 		goto out;
 	}
-	if (ctl__publish_json(nc, upd_subj, cfg))
+	if (ctl__publish(nc, upd_subj, cfg->text, cfg->len))
 		goto out;
 	fprintf(stderr, "sundynixctl: serving %s on %s (", path, get_subj);
-	ctl__describe_modelcfg(stderr, cfg);
+	ctl__describe_modelcfg(stderr, cfg->m);
 	fprintf(stderr, "); broadcast once on %s; Ctrl-C to stop\n", upd_subj);
 
 	sigset_t set;
@@ -826,39 +818,45 @@ out:
 	if (sub)
 		natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
-	free(sv.body);
-	free(upd_subj);
-	free(get_subj);
 	return rc;
 }
 
-static int ctl__cmd_broadcast(natsConnection *nc, const struct ctl_args *a, json_t *cfg)
+static int ctl__cmd_broadcast(natsConnection *nc, const struct contract_subjects *subj,
+			      const struct ctl_modelcfg *cfg)
 {
-	char *subject = xasprintf("%s.config.model.updated", a->prefix);
-	int rc = ctl__publish_json(nc, subject, cfg) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+	int rc = ctl__publish(nc, subj->config_updated, cfg->text, cfg->len) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 
 	if (rc == CTL_EXIT_OK) {
-		fprintf(stdout, "broadcast on %s: ", subject);
-		ctl__describe_modelcfg(stdout, cfg);
+		fprintf(stdout, "broadcast on %s: ", subj->config_updated);
+		ctl__describe_modelcfg(stdout, cfg->m);
 		fputc('\n', stdout);
 	}
-	free(subject);
 	return rc;
 }
 
 /* Builds the body a config command sends (serve reads it from a file). */
-static json_t *ctl__config_body(unsigned cmd, const struct ctl_args *a)
+static char *ctl__config_body(unsigned cmd, const struct ctl_args *a)
 {
+	json_t *cfg;
+
 	if (cmd == CTL_CMD_CLEAR)
-		return a->has_revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision) : json_null();
-	json_t *cfg = json_object();
+		cfg = a->has_revision ? json_pack("{s:I}", "revision", (json_int_t)a->revision) : json_null();
+	else
+		cfg = json_object();
+	if (cmd == CTL_CMD_CLEAR)
+		goto dump;
 	json_object_set_new(cfg, "provider", json_string(a->provider ? a->provider : "openai"));
 	json_object_set_new(cfg, "base_url", json_string(a->base_url));
 	json_object_set_new(cfg, "api_key", json_string(a->api_key ? a->api_key : ""));
 	json_object_set_new(cfg, "model", json_string(a->model));
 	if (a->has_revision)
 		json_object_set_new(cfg, "revision", json_integer((json_int_t)a->revision));
-	return cfg;
+dump:;
+	char *text = json_dumps(cfg, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(cfg);
+	if (!text)
+		util_oom();
+	return text;
 }
 
 /* ---- main ---- */
@@ -919,7 +917,8 @@ static int ctl__run(int argc, char **argv)
 	const char *const *args = NULL;
 	size_t nargs = 0;
 	unsigned cmd = 0;
-	json_t *cfg = NULL;
+	struct ctl_modelcfg cfg = { 0 };
+	struct contract_subjects subj = { 0 };
 	natsConnection *nc = NULL;
 	int rc = CTL_EXIT_USAGE;
 
@@ -946,20 +945,17 @@ static int ctl__run(int argc, char **argv)
 	if (!a.prefix || !*a.prefix)
 		a.prefix = CTL_DEFAULT_PREFIX;
 
+	contract_subjects_init(&subj, a.prefix);
 	if (cmd == CTL_CMD_SERVE) {
-		json_error_t jerr;
-		cfg = json_load_file(args[0], JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-		if (!cfg) {
-			if (jerr.line > 0)
-				fprintf(stderr, "sundynixctl: %s:%d:%d: %s\n", args[0], jerr.line, jerr.column, jerr.text);
-			else
-				fprintf(stderr, "sundynixctl: %s\n", jerr.text);
+		size_t len;
+		char *text = ctl__read_file(args[0], &len);
+		if (!text)
 			goto out;
-		}
-		if (ctl__check_modelcfg(cfg, args[0]))
+		if (ctl__modelcfg_take(&cfg, text, args[0]))
 			goto out;
 	} else if (cmd == CTL_CMD_SET || cmd == CTL_CMD_CLEAR) {
-		cfg = ctl__config_body(cmd, &a);
+		if (ctl__modelcfg_take(&cfg, ctl__config_body(cmd, &a), "config"))
+			goto out;
 	}
 
 	/* Blocked before connecting so nats.c's threads inherit the mask. */
@@ -974,25 +970,19 @@ static int ctl__run(int argc, char **argv)
 	if (!nc)
 		goto out;
 	switch (cmd) {
-	case CTL_CMD_CHAT: rc = ctl__cmd_chat(nc, &a, args[0]); break;
-	case CTL_CMD_SERVE: rc = ctl__cmd_serve(nc, &a, args[0], cfg); break;
+	case CTL_CMD_CHAT: rc = ctl__cmd_chat(nc, &a, &subj, args[0]); break;
+	case CTL_CMD_SERVE: rc = ctl__cmd_serve(nc, &subj, args[0], &cfg); break;
 	case CTL_CMD_SET:
-	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &a, cfg); break;
-	case CTL_CMD_CANCEL: {
-		char *subject = xasprintf("%s.chat.cancel", a.prefix);
-		json_t *body = json_pack("{s:s}", "request_id", args[0]);
-		rc = ctl__publish_json(nc, subject, body) ? CTL_EXIT_FAIL : CTL_EXIT_OK;
-		json_decref(body);
-		free(subject);
-		break;
-	}
+	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &subj, &cfg); break;
+	case CTL_CMD_CANCEL: rc = ctl__send_cancel(nc, &subj, args[0]) ? CTL_EXIT_FAIL : CTL_EXIT_OK; break;
 	}
 out:
 	if (nc) {
 		natsConnection_Close(nc);
 		natsConnection_Destroy(nc);
 	}
-	json_decref(cfg);
+	ctl__modelcfg_free(&cfg);
+	contract_subjects_free(&subj);
 	free(a.facts);
 	return rc;
 }

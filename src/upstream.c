@@ -48,7 +48,7 @@ struct upstream {
 	bool sse_body;
 	struct buf errbody; /* body of an HTTP error, bounded */
 
-	const char *fail_code; /* set inside a curl callback, reported at done */
+	enum contract_code fail_code; /* set inside a curl callback, reported at done */
 	char *fail_msg;        /* allocated only on failure: most calls never fail */
 
 	bool got_token;
@@ -57,9 +57,10 @@ struct upstream {
 	char finish_reason[64];
 	char model[128];
 	bool has_usage;
-	struct openai_usage usage;
+	struct contract_usage usage;
 
 	uint64_t chunk_t0; /* uv_hrtime when the current bytes arrived */
+	struct metrics_hist *chunk_latency;
 	unsigned long long total_deadline;
 	long long connect_ms, first_token_ms, idle_ms, total_ms;
 };
@@ -80,20 +81,19 @@ static void upstream__free(struct upstream *u)
 	free(u);
 }
 
-static bool upstream__retryable(const struct upstream *u, const char *code)
+static bool upstream__retryable(const struct upstream *u, enum contract_code code)
 {
 	if (u->got_token)
 		return false;
-	if (!strcmp(code, CONTRACT_E_UPSTREAM_UNAVAILABLE))
-		return true;
-	if (!strcmp(code, CONTRACT_E_UPSTREAM_TIMEOUT))
-		return u->timed_out_before_token;
-	if (!strcmp(code, CONTRACT_E_UPSTREAM_HTTP))
-		return u->status >= 500 || u->status == 408 || u->status == 429;
-	return false;
+	switch (code) {
+	case CONTRACT_UPSTREAM_UNAVAILABLE: return true;
+	case CONTRACT_UPSTREAM_TIMEOUT: return u->timed_out_before_token;
+	case CONTRACT_UPSTREAM_HTTP: return u->status >= 500 || u->status == 408 || u->status == 429;
+	default: return false;
+	}
 }
 
-static void upstream__end_error(struct upstream *u, const char *code, const char *msg)
+static void upstream__end_error(struct upstream *u, enum contract_code code, const char *msg)
 {
 	struct upstream_result r = { 0 };
 	char text[UPSTREAM_MSG_MAX + 64];
@@ -127,8 +127,8 @@ static void upstream__end_ok(struct upstream *u)
 }
 
 /* Records an error found inside a curl callback; the caller returns 0. */
-static void upstream__fail(struct upstream *u, const char *code, const char *fmt, ...) UTIL_PRINTF(3, 4);
-static void upstream__fail(struct upstream *u, const char *code, const char *fmt, ...)
+static void upstream__fail(struct upstream *u, enum contract_code code, const char *fmt, ...) UTIL_PRINTF(3, 4);
+static void upstream__fail(struct upstream *u, enum contract_code code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -147,6 +147,12 @@ static void upstream__activity(struct upstream *u)
 	u->x.deadline_ms = d < u->total_deadline ? d : u->total_deadline;
 }
 
+static void upstream__chunk_latency(struct upstream *u)
+{
+	if (u->chunk_latency)
+		metrics_record(u->chunk_latency, uv_hrtime() - u->chunk_t0);
+}
+
 /* Returns nonzero to stop the SSE parser. */
 static int upstream__on_event(void *ud, const struct sse_event *ev)
 {
@@ -157,12 +163,12 @@ static int upstream__on_event(void *ud, const struct sse_event *ev)
 	if (ev->event_len == 5 && !memcmp(ev->event, "error", 5)) {
 		char text[UPSTREAM_MSG_MAX + 1];
 		openai_error_message(ev->data, ev->data_len, text, sizeof(text));
-		upstream__fail(u, CONTRACT_E_UPSTREAM_HTTP, "backend error in stream: %s", text);
+		upstream__fail(u, CONTRACT_UPSTREAM_HTTP, "backend error in stream: %s", text);
 		return 1;
 	}
 
 	if (openai_decode(&u->dec, ev->data, ev->data_len, &c, err, sizeof(err)) < 0) {
-		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "invalid chunk from backend: %s", err);
+		upstream__fail(u, CONTRACT_UPSTREAM_PROTOCOL, "invalid chunk from backend: %s", err);
 		return 1;
 	}
 	if (c.done) {
@@ -170,18 +176,18 @@ static int upstream__on_event(void *ud, const struct sse_event *ev)
 		return 1;
 	}
 	if (c.is_error) {
-		upstream__fail(u, CONTRACT_E_UPSTREAM_HTTP, "backend error in stream: %s", c.error_message);
+		upstream__fail(u, CONTRACT_UPSTREAM_HTTP, "backend error in stream: %s", c.error_message);
 		return 1;
 	}
 	if (c.reasoning) {
 		u->got_token = true;
-		u->cbs->delta(u->ud, UPSTREAM_REASONING, c.reasoning, c.reasoning_len);
-		metrics_record(&metrics_chunk_latency, uv_hrtime() - u->chunk_t0);
+		u->cbs->delta(u->ud, CONTRACT_REASONING, c.reasoning, c.reasoning_len);
+		upstream__chunk_latency(u);
 	}
 	if (c.content) {
 		u->got_token = true;
-		u->cbs->delta(u->ud, UPSTREAM_TOKEN, c.content, c.content_len);
-		metrics_record(&metrics_chunk_latency, uv_hrtime() - u->chunk_t0);
+		u->cbs->delta(u->ud, CONTRACT_TOKEN, c.content, c.content_len);
+		upstream__chunk_latency(u);
 	}
 	if (c.finish_reason)
 		snprintf(u->finish_reason, sizeof(u->finish_reason), "%s", c.finish_reason);
@@ -219,7 +225,7 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 			if (!upstream__is_sse(ct)) {
 				char safe[64];
 				snprintf(safe, sizeof(safe), "%s", ct);
-				upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL,
+				upstream__fail(u, CONTRACT_UPSTREAM_PROTOCOL,
 					       "backend answered HTTP %ld with Content-Type %s, not text/event-stream",
 					       u->status, safe);
 				return 0;
@@ -234,7 +240,7 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	}
 	int rc = sse_feed(&u->sse, ptr, n, upstream__on_event, u);
 	if (rc == SSE_ERR_LINE_TOO_LONG) {
-		upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes", u->sse.max_line);
+		upstream__fail(u, CONTRACT_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes", u->sse.max_line);
 		return 0;
 	}
 	if (u->fail_code)
@@ -265,7 +271,7 @@ static size_t upstream__on_header(char *buf, size_t size, size_t nitems, void *u
 	return n;
 }
 
-static const char *upstream__curl_code(CURLcode rc)
+static enum contract_code upstream__curl_code(CURLcode rc)
 {
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_HOST:
@@ -284,11 +290,11 @@ static const char *upstream__curl_code(CURLcode rc)
 	case CURLE_GOT_NOTHING:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
-		return CONTRACT_E_UPSTREAM_UNAVAILABLE;
+		return CONTRACT_UPSTREAM_UNAVAILABLE;
 	case CURLE_OPERATION_TIMEDOUT:
-		return CONTRACT_E_UPSTREAM_TIMEOUT;
+		return CONTRACT_UPSTREAM_TIMEOUT;
 	default:
-		return CONTRACT_E_UPSTREAM_PROTOCOL;
+		return CONTRACT_UPSTREAM_PROTOCOL;
 	}
 }
 
@@ -309,14 +315,14 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 		char text[UPSTREAM_MSG_MAX + 1];
 		openai_error_message(u->errbody.data ? u->errbody.data : "", u->errbody.len, text, sizeof(text));
 		snprintf(msg, sizeof(msg), "HTTP %ld: %s", u->status, text);
-		upstream__end_error(u, CONTRACT_E_UPSTREAM_HTTP, msg);
+		upstream__end_error(u, CONTRACT_UPSTREAM_HTTP, msg);
 	} else if (rc != CURLE_OK) {
-		const char *code = upstream__curl_code(rc);
+		enum contract_code code = upstream__curl_code(rc);
 		if (rc == CURLE_OPERATION_TIMEDOUT && !u->status) {
 			u->timed_out_before_token = true;
 			snprintf(msg, sizeof(msg), "connecting to the backend timed out after %lld ms", u->connect_ms);
 		} else if (u->status) {
-			code = CONTRACT_E_UPSTREAM_PROTOCOL;
+			code = CONTRACT_UPSTREAM_PROTOCOL;
 			snprintf(msg, sizeof(msg), "stream from the backend broke off: %s", curl_easy_strerror(rc));
 		} else {
 			snprintf(msg, sizeof(msg), "cannot reach the backend: %s", curl_easy_strerror(rc));
@@ -326,7 +332,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 		/* A clean end of body: the last event may lack its blank line. */
 		u->chunk_t0 = uv_hrtime();
 		if (u->sse_body && sse_finish(&u->sse, upstream__on_event, u) == SSE_ERR_LINE_TOO_LONG)
-			upstream__fail(u, CONTRACT_E_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes",
+			upstream__fail(u, CONTRACT_UPSTREAM_PROTOCOL, "SSE line or event longer than %zu bytes",
 				       u->sse.max_line);
 		if (u->state == UP_ENDED)
 			; /* [DONE] was in the tail */
@@ -335,7 +341,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 		else if (u->finish_reason[0])
 			upstream__end_ok(u);
 		else
-			upstream__end_error(u, CONTRACT_E_UPSTREAM_PROTOCOL,
+			upstream__end_error(u, CONTRACT_UPSTREAM_PROTOCOL,
 					    "stream ended without [DONE] or finish_reason");
 	}
 	upstream__free(u);
@@ -360,7 +366,7 @@ static void upstream__on_expired(struct http_xfer *x)
 		}
 		else
 			snprintf(msg, sizeof(msg), "no data from backend for %lld ms", u->idle_ms);
-		upstream__end_error(u, CONTRACT_E_UPSTREAM_TIMEOUT, msg);
+		upstream__end_error(u, CONTRACT_UPSTREAM_TIMEOUT, msg);
 	}
 	upstream__free(u);
 }
@@ -381,6 +387,7 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	u->first_token_ms = p->first_token_ms;
 	u->idle_ms = p->idle_ms;
 	u->total_ms = p->total_ms;
+	u->chunk_latency = p->chunk_latency;
 	sse_init(&u->sse, p->max_line);
 	openai_decoder_init(&u->dec);
 	buf_init(&u->errbody);

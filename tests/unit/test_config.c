@@ -160,9 +160,9 @@ static void test_defaults_match_example(void **state)
 		if (strcmp(diffs.keys[i], "instance_id"))
 			fail_msg("default of %s differs from config/dispatcher.json", diffs.keys[i]);
 
-	assert_int_equal(d.nats_servers_count, 1);
-	assert_string_equal(d.nats_servers[0], "nats://127.0.0.1:4222");
-	assert_null(d.nats_servers[1]);
+	assert_int_equal(d.nats_servers.n, 1);
+	assert_string_equal(d.nats_servers.v[0], "nats://127.0.0.1:4222");
+	assert_null(d.nats_servers.v[1]);
 	assert_string_equal(d.nats_user, "");
 	assert_string_equal(d.nats_password, "");
 	assert_string_equal(d.nats_token, "");
@@ -314,15 +314,15 @@ static void test_servers_forms(void **state)
 
 	(void)state;
 	load_ok("{\"nats\": {\"servers\": \"nats://a:1, nats://b:2 ,nats://c:3\"}}", &c);
-	assert_int_equal(c.nats_servers_count, 3);
-	assert_string_equal(c.nats_servers[0], "nats://a:1");
-	assert_string_equal(c.nats_servers[1], "nats://b:2");
-	assert_string_equal(c.nats_servers[2], "nats://c:3");
-	assert_null(c.nats_servers[3]);
+	assert_int_equal(c.nats_servers.n, 3);
+	assert_string_equal(c.nats_servers.v[0], "nats://a:1");
+	assert_string_equal(c.nats_servers.v[1], "nats://b:2");
+	assert_string_equal(c.nats_servers.v[2], "nats://c:3");
+	assert_null(c.nats_servers.v[3]);
 	config_free(&c);
 	load_ok("{\"nats\": {\"servers\": [\"nats://a:1\", \"tls://b:2\"]}}", &c);
-	assert_int_equal(c.nats_servers_count, 2);
-	assert_string_equal(c.nats_servers[1], "tls://b:2");
+	assert_int_equal(c.nats_servers.n, 2);
+	assert_string_equal(c.nats_servers.v[1], "tls://b:2");
 	config_free(&c);
 	/* A URL may carry a password: never quote it. */
 	expect_error("{\"nats\": {\"servers\": [\"nats://u:" SECRET "@a b:1\"]}}",
@@ -345,9 +345,9 @@ static void test_env_overrides(void **state)
 	setenv("SUNDYNIX_SYSTEM_PROMPT", "Be brief.", 1);
 	/* The environment wins over the file. */
 	load_ok("{\"subject_prefix\": \"file\", \"stub\": {\"ttft_ms\": 100}}", &c);
-	assert_int_equal(c.nats_servers_count, 2);
-	assert_string_equal(c.nats_servers[0], "nats://x:1");
-	assert_string_equal(c.nats_servers[1], "nats://y:2");
+	assert_int_equal(c.nats_servers.n, 2);
+	assert_string_equal(c.nats_servers.v[0], "nats://x:1");
+	assert_string_equal(c.nats_servers.v[1], "nats://y:2");
 	assert_string_equal(c.subject_prefix, "acme.prod");
 	assert_string_equal(c.queue_group, "qg");
 	assert_string_equal(c.instance_id, "node-7");
@@ -665,14 +665,14 @@ static void test_keep_restart_keys(void **state)
 	config_keep_restart_keys(&next, &cur);
 	/* next: the running values of restart keys, the new live ones. */
 	assert_string_equal(next.subject_prefix, "old");
-	assert_int_equal(next.nats_servers_count, 1);
-	assert_string_equal(next.nats_servers[0], "nats://a:1");
+	assert_int_equal(next.nats_servers.n, 1);
+	assert_string_equal(next.nats_servers.v[0], "nats://a:1");
 	assert_string_equal(next.nats_password, "p1");
 	assert_int_equal(next.limits_max_connections_per_endpoint, 4);
 	assert_int_equal(next.stub_ttft_ms, 20);
 	/* cur holds the rest, and both free cleanly (ASan checks). */
 	assert_string_equal(cur.subject_prefix, "new");
-	assert_int_equal(cur.nats_servers_count, 2);
+	assert_int_equal(cur.nats_servers.n, 2);
 	assert_string_equal(cur.nats_password, "p2");
 	config_free(&cur);
 	config_free(&next);

@@ -361,7 +361,7 @@ static void test_encode_ack(void **state)
 
 	(void)state;
 	buf_init(&b);
-	contract_encode_ack(&b, "r-123", true, NULL, NULL);
+	contract_encode_ack(&b, "r-123", CONTRACT_OK, NULL);
 	assert_string_equal(b.data, "{\"request_id\":\"r-123\",\"accepted\":true}");
 	v = parse(&b);
 	assert_true(json_is_true(json_object_get(v, "accepted")));
@@ -369,7 +369,7 @@ static void test_encode_ack(void **state)
 	json_decref(v);
 
 	buf_reset(&b);
-	contract_encode_ack(&b, "r-123", false, CONTRACT_E_BUSY, "too many \"requests\"\n");
+	contract_encode_ack(&b, "r-123", CONTRACT_BUSY, "too many \"requests\"\n");
 	v = parse(&b);
 	assert_str_field(v, "request_id", "r-123");
 	assert_true(json_is_false(json_object_get(v, "accepted")));
@@ -381,7 +381,7 @@ static void test_encode_ack(void **state)
 	/* An unusable id is encoded as null. */
 	for (int i = 0; i < 2; i++) {
 		buf_reset(&b);
-		contract_encode_ack(&b, i ? "" : NULL, false, CONTRACT_E_BAD_REQUEST, "request_id: bad");
+		contract_encode_ack(&b, i ? "" : NULL, CONTRACT_BAD_REQUEST, "request_id: bad");
 		v = parse(&b);
 		assert_true(json_is_null(json_object_get(v, "request_id")));
 		assert_str_field(json_object_get(v, "error"), "code", "bad_request");
@@ -419,7 +419,7 @@ static void test_encode_delta(void **state)
 		const char *type = i % 2 ? "reasoning" : "token";
 
 		buf_reset(&b);
-		contract_encode_delta(&b, "r-123", 1000000000000ull + i, type, deltas[i].in, deltas[i].len);
+		contract_encode_delta(&b, "r-123", 1000000000000ull + i, i % 2 ? CONTRACT_REASONING : CONTRACT_TOKEN, deltas[i].in, deltas[i].len);
 		json_t *v = parse(&b);
 		assert_int_equal(json_object_size(v), 4);
 		assert_str_field(v, "request_id", "r-123");
@@ -430,7 +430,7 @@ static void test_encode_delta(void **state)
 	}
 	/* An embedded NUL survives as \u0000. */
 	buf_reset(&b);
-	contract_encode_delta(&b, "r", 0, "token", "a\0b", 3);
+	contract_encode_delta(&b, "r", 0, CONTRACT_TOKEN, "a\0b", 3);
 	json_t *v = json_loadb(b.data, b.len, JSON_ALLOW_NUL, NULL);
 	assert_non_null(v);
 	json_t *d = json_object_get(v, "delta");
@@ -439,9 +439,9 @@ static void test_encode_delta(void **state)
 	json_decref(v);
 	/* Encoders append: two events back to back. */
 	buf_reset(&b);
-	contract_encode_delta(&b, "r", 0, "token", "a", 1);
+	contract_encode_delta(&b, "r", 0, CONTRACT_TOKEN, "a", 1);
 	size_t first = b.len;
-	contract_encode_delta(&b, "r", 1, "token", "b", 1);
+	contract_encode_delta(&b, "r", 1, CONTRACT_TOKEN, "b", 1);
 	assert_string_equal(b.data + first, "{\"request_id\":\"r\",\"seq\":1,\"type\":\"token\",\"delta\":\"b\"}");
 	buf_free(&b);
 }
@@ -505,7 +505,7 @@ static void test_encode_error(void **state)
 
 	(void)state;
 	buf_init(&b);
-	contract_encode_error(&b, "r-123", 4, CONTRACT_E_UPSTREAM_HTTP, "HTTP 500: \"boom\"\n\x01 \xc3", NULL);
+	contract_encode_error(&b, "r-123", 4, CONTRACT_UPSTREAM_HTTP, "HTTP 500: \"boom\"\n\x01 \xc3", NULL);
 	v = parse(&b);
 	assert_int_equal(json_object_size(v), 4);
 	assert_str_field(v, "request_id", "r-123");
@@ -534,7 +534,7 @@ static void test_encode_route(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "endpoint")), "http://10.0.0.2:8000/v1");
 	json_decref(j);
 	buf_reset(&b);
-	contract_encode_error(&b, "r", 0, CONTRACT_E_UPSTREAM_UNAVAILABLE, "down", &route);
+	contract_encode_error(&b, "r", 0, CONTRACT_UPSTREAM_UNAVAILABLE, "down", &route);
 	j = json_loads(b.data, 0, NULL);
 	assert_non_null(j);
 	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);

@@ -174,42 +174,42 @@ static void test_store_revisions(void **state)
 	modelcfg_unref(c);
 	assert_false(s.have_revision);
 
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m5\",\"revision\":5}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m5\",\"revision\":5}")), MODELCFG_APPLIED);
 	assert_true(s.have_revision);
 	assert_int_equal(s.revision, 5);
 	assert_string_equal(s.active->model, "m5");
 
 	/* Higher applies. */
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7\",\"revision\":7}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7\",\"revision\":7}")), MODELCFG_APPLIED);
 	assert_int_equal(s.revision, 7);
 	assert_string_equal(s.active->model, "m7");
 
 	/* Lower is stale and ignored (and freed: ASan checks). */
-	assert_false(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m6\",\"revision\":6}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m6\",\"revision\":6}")), MODELCFG_STALE);
 	assert_int_equal(s.revision, 7);
 	assert_string_equal(s.active->model, "m7");
 
 	/* Equal applies (idempotent rebroadcast, or a correction). */
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7b\",\"revision\":7}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7b\",\"revision\":7}")), MODELCFG_APPLIED);
 	assert_int_equal(s.revision, 7);
 	assert_string_equal(s.active->model, "m7b");
 
 	/* No revision always applies and keeps the recorded revision. */
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"norev\"}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"norev\"}")), MODELCFG_APPLIED);
 	assert_true(s.have_revision);
 	assert_int_equal(s.revision, 7);
 	assert_string_equal(s.active->model, "norev");
 
 	/* So a later lower revision is still stale. */
-	assert_false(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m3\",\"revision\":3}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m3\",\"revision\":3}")), MODELCFG_STALE);
 	assert_string_equal(s.active->model, "norev");
 
 	/* null deactivates the model. */
-	assert_true(modelcfg_store_apply(&s, must_parse("null")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("null")), MODELCFG_APPLIED);
 	assert_false(s.active->ready);
 	assert_int_equal(s.revision, 7);
 
-	assert_false(modelcfg_store_apply(&s, NULL));
+	assert_int_equal(modelcfg_store_apply(&s, NULL), MODELCFG_INVALID);
 	modelcfg_store_free(&s);
 	assert_null(s.active);
 }
@@ -221,9 +221,9 @@ static void test_store_first_revision_any(void **state)
 	(void)state;
 	modelcfg_store_init(&s);
 	/* With nothing recorded, any revision applies, even a negative one. */
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"model\":\"m\",\"revision\":-1}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"model\":\"m\",\"revision\":-1}")), MODELCFG_APPLIED);
 	assert_int_equal(s.revision, -1);
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"model\":\"m\",\"revision\":0}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"model\":\"m\",\"revision\":0}")), MODELCFG_APPLIED);
 	assert_int_equal(s.revision, 0);
 	modelcfg_store_free(&s);
 }
@@ -235,14 +235,15 @@ static void test_snapshot_lifetime(void **state)
 
 	(void)state;
 	modelcfg_store_init(&s);
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://old/v1\",\"api_key\":\"" KEY
-							"\",\"model\":\"old\",\"revision\":1}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://old/v1\",\"api_key\":\"" KEY
+							     "\",\"model\":\"old\",\"revision\":1}")),
+			 MODELCFG_APPLIED);
 	/* A "request" takes a snapshot... */
 	req1 = modelcfg_store_get(&s);
 	assert_int_equal(req1->refs, 2);
 
 	/* ...a hot update replaces the store's config... */
-	assert_true(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://new/v1\",\"model\":\"new\",\"revision\":2}")));
+	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://new/v1\",\"model\":\"new\",\"revision\":2}")), MODELCFG_APPLIED);
 	req2 = modelcfg_store_get(&s);
 	assert_true(req1 != req2);
 	assert_int_equal(req1->refs, 1);

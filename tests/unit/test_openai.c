@@ -486,7 +486,7 @@ struct outcome {
 	struct buf finish; /* the last non-null finish_reason */
 	bool has_finish;
 	bool has_usage;
-	struct openai_usage usage;
+	struct contract_usage usage;
 	struct buf error;
 	bool is_error;
 	bool in_finish;
