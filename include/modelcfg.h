@@ -12,6 +12,9 @@
 #include "util.h"
 
 #define MODELCFG_MAX_ENDPOINTS 64
+/* 2^53-1: the largest integer every JSON client represents exactly. A larger
+ * revision would make every later config look stale to some of them. */
+#define MODELCFG_REVISION_MAX 9007199254740991LL
 
 /* One replica serving the model. */
 struct modelcfg_endpoint {
@@ -40,7 +43,8 @@ struct modelcfg {
 /* Parses a ModelConfig message body: an object, `null`, `{}`, or an empty or
  * all-whitespace body (the last three give a non-ready config). Unknown fields
  * are ignored and a null field counts as absent; the string fields must be
- * strings and revision any JSON integer. Returns a config with refs = 1, or
+ * strings, every base_url an http:// or https:// URL, and revision an
+ * integer within +-MODELCFG_REVISION_MAX. Returns a config with refs = 1, or
  * NULL with a reason naming the field in err (which never quotes a value, so
  * never the api_key). */
 struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t errlen) UTIL_WUR;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static struct modelcfg *modelcfg__new(void)
 {
@@ -47,6 +48,13 @@ static void modelcfg__strip_slash(char *url)
 		url[--n] = '\0';
 }
 
+/* Only http and https reach a backend (curl is limited to them too): a
+ * config naming anything else is refused whole, not applied to fail later. */
+static bool modelcfg__scheme_ok(const char *url)
+{
+	return !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
+}
+
 static void modelcfg__add_endpoint(struct modelcfg *c, const char *url, const char *key, int weight)
 {
 	struct modelcfg_endpoint *e;
@@ -82,6 +90,10 @@ static int modelcfg__endpoints(struct modelcfg *c, json_t *arr, char *err, size_
 		}
 		if (!json_is_string(url) || !json_string_length(url)) {
 			snprintf(err, errlen, "endpoints[%zu].base_url: must be a non-empty string", i);
+			return -1;
+		}
+		if (!modelcfg__scheme_ok(json_string_value(url))) {
+			snprintf(err, errlen, "endpoints[%zu].base_url: must be an http:// or https:// URL", i);
 			return -1;
 		}
 		if (key && !json_is_null(key) && !json_is_string(key)) {
@@ -161,6 +173,10 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 		if (modelcfg__endpoints(c, eps, err, errlen) < 0)
 			goto fail;
 	} else if (c->base_url[0]) {
+		if (!modelcfg__scheme_ok(c->base_url)) {
+			snprintf(err, errlen, "base_url: must be an http:// or https:// URL");
+			goto fail;
+		}
 		modelcfg__add_endpoint(c, c->base_url, c->api_key, 1);
 	}
 	if (c->nendpoints && !c->base_url[0]) {
@@ -173,6 +189,10 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 	if (rev && !json_is_null(rev)) {
 		if (!json_is_integer(rev)) {
 			snprintf(err, errlen, "revision: must be an integer");
+			goto fail;
+		}
+		if (json_integer_value(rev) > MODELCFG_REVISION_MAX || json_integer_value(rev) < -MODELCFG_REVISION_MAX) {
+			snprintf(err, errlen, "revision: must be within +-(2^53-1), the integers every JSON client keeps exact");
 			goto fail;
 		}
 		c->has_revision = true;

@@ -335,6 +335,49 @@ static void test_endpoints(void **state)
 	parse_bad(big, "endpoints: at most 64 entries");
 }
 
+/* Only http and https reach a backend: any other scheme, at the top level or
+ * in endpoints[], refuses the whole config (issue 13). */
+static void test_refused_schemes(void **state)
+{
+	static const char *const urls[] = { "ftp://h/v1", "file:///etc/passwd", "gopher://h:70/", "h:8000/v1",
+					    "//h/v1", "httpx://h", "javascript:alert(1)", " http://h" };
+	char body[512], err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		snprintf(body, sizeof(body), "{\"model\":\"m\",\"base_url\":\"%s\"}", urls[i]);
+		assert_null(parse(body, err, sizeof(err)));
+		assert_string_equal(err, "base_url: must be an http:// or https:// URL");
+		snprintf(body, sizeof(body),
+			 "{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://ok/v1\"},{\"base_url\":\"%s\"}]}",
+			 urls[i]);
+		assert_null(parse(body, err, sizeof(err)));
+		assert_string_equal(err, "endpoints[1].base_url: must be an http:// or https:// URL");
+	}
+	struct modelcfg *c = must_parse("{\"model\":\"m\",\"base_url\":\"HTTPS://h/v1\"}");
+	assert_true(c->ready);
+	modelcfg_unref(c);
+}
+
+static void test_revision_bounds(void **state)
+{
+	char err[256];
+	struct modelcfg *c;
+
+	(void)state;
+	c = must_parse("{\"revision\":9007199254740991}");
+	assert_int_equal(c->revision, MODELCFG_REVISION_MAX);
+	modelcfg_unref(c);
+	c = must_parse("{\"revision\":-9007199254740991}");
+	modelcfg_unref(c);
+	static const char *const bad[] = { "{\"revision\":9007199254740992}", "{\"revision\":9223372036854775807}",
+					   "{\"revision\":-9007199254740992}" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(parse(bad[i], err, sizeof(err)));
+		assert_string_equal(err, "revision: must be within +-(2^53-1), the integers every JSON client keeps exact");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +390,8 @@ int main(void)
 		cmocka_unit_test(test_store_first_revision_any),
 		cmocka_unit_test(test_snapshot_lifetime),
 		cmocka_unit_test(test_endpoints),
+		cmocka_unit_test(test_refused_schemes),
+		cmocka_unit_test(test_revision_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
