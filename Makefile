@@ -26,7 +26,7 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -DSUNDYNIX_VERSION='"$(VERSION)"' $(OP
 override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
-PURE_MODS   := util log config contract provider modelcfg prompt sse openai
+PURE_MODS   := util log config contract provider modelcfg prompt sse openai record
 DAEMON_MODS := metrics pool bus http upstream probe control stub request main
 CTL_MODS    := sundynixctl
 
@@ -39,7 +39,7 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tests/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool request
+UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool record request
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_contract := util contract
@@ -49,7 +49,8 @@ unit_objs_prompt   := util prompt
 unit_objs_config   := util log config
 unit_objs_util     := util log
 unit_objs_pool     := util log provider modelcfg pool
-unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub request
+unit_objs_record   := util record
+unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program using tests/integration/harness.c
