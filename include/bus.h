@@ -18,6 +18,7 @@ struct bus;
 enum bus_event {
 	BUS_SUBMIT,         /* msg: a chat submit (queue group) */
 	BUS_CANCEL,         /* msg: a cancel broadcast */
+	BUS_REPLAY,         /* msg: a replay request for one of our streams (<prefix>.chat.replay.<instance>) */
 	BUS_CONFIG_UPDATE,  /* msg: a model config broadcast */
 	BUS_CONFIG_REPLY,   /* msg: an answer to bus_config_request (may be no-responders) */
 	BUS_PROBE,          /* msg: a probe request (queue group) to answer on its reply subject */
@@ -43,7 +44,7 @@ typedef void (*bus_cb)(void *ud, enum bus_event ev, const struct bus_msg *msg);
 
 /* Starts connecting from the loop (retrying while no server answers) and,
  * once connected, subscribes to the control subjects: config updates first,
- * then cancel and the reply subject; BUS_CONNECTED follows when the server
+ * then cancel, the reply subject and our replay subject; BUS_CONNECTED follows when the server
  * confirmed them. Returns NULL with a message in err when the options are
  * unusable (a bad TLS file, say). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);

@@ -43,6 +43,10 @@ struct config {
 	long long limits_max_request_bytes;
 	long long limits_max_sse_line_bytes;
 	long long limits_max_connections_per_endpoint; /* restart */
+	long long limits_replay_bytes;
+
+	long long stream_keepalive_ms;
+	long long stream_replay_linger_ms;
 
 	long long pool_max_attempts;
 	long long pool_eject_after;

@@ -26,6 +26,8 @@ enum contract_code {
 	CONTRACT_UPSTREAM_TIMEOUT,
 	CONTRACT_SHUTTING_DOWN,
 	CONTRACT_INTERNAL,
+	CONTRACT_UNKNOWN_REQUEST,  /* replay: no such stream here (never seen, or past its linger) */
+	CONTRACT_REPLAY_TRUNCATED, /* replay: the oldest events asked for were dropped (limits.replay_bytes) */
 	CONTRACT_CODE_COUNT,
 };
 
@@ -41,12 +43,14 @@ struct contract_subjects {
 	char *config_updated; /* <prefix>.config.model.updated */
 	char *probe;          /* <prefix>.dispatcher.probe (queue group) */
 	char *reply_prefix;   /* <prefix>.dispatcher.reply. (+ a unique token): our request replies */
+	char *replay_prefix;  /* <prefix>.chat.replay. (+ the instance id of the stream's owner) */
 };
 
 void contract_subjects_init(struct contract_subjects *s, const char *prefix);
 void contract_subjects_free(struct contract_subjects *s);
-/* <prefix>.chat.stream.<rid> (malloc'd). */
+/* <prefix>.chat.stream.<rid> and <prefix>.chat.replay.<instance> (malloc'd). */
 char *contract_stream_subject(const struct contract_subjects *s, const char *rid);
+char *contract_replay_subject(const struct contract_subjects *s, const char *instance);
 
 /* A decoded, validated chat submit. Owns root; every other pointer borrows
  * from it and lives as long as the submit. */
@@ -97,8 +101,10 @@ int contract_decode_cancel(const char *body, size_t len, char rid[CONTRACT_RID_M
 /* Encoders append to out (they do not reset it). A NULL or "" rid is encoded
  * as "request_id":null; a NULL message as "".
  * Strings are escaped with buf_append_json_str (invalid UTF-8 -> U+FFFD). */
-/* code CONTRACT_OK: accepted. */
-void contract_encode_ack(struct buf *out, const char *rid, enum contract_code code, const char *message);
+/* code CONTRACT_OK: accepted. instance (may be NULL) names the dispatcher that
+ * owns the stream: replays go to it. */
+void contract_encode_ack(struct buf *out, const char *rid, const char *instance, enum contract_code code,
+			 const char *message);
 enum contract_delta { CONTRACT_TOKEN, CONTRACT_REASONING };
 void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, enum contract_delta kind,
 			   const char *delta, size_t delta_len);
@@ -120,6 +126,21 @@ void contract_encode_done(struct buf *out, const char *rid, unsigned long long s
 			  const char *model, const struct contract_usage *usage, const struct contract_route *route);
 void contract_encode_error(struct buf *out, const char *rid, unsigned long long seq, enum contract_code code,
 			   const char *message, const struct contract_route *route);
+/* {"request_id":..,"seq":n,"type":"keepalive"}: the stream is alive. */
+void contract_encode_keepalive(struct buf *out, const char *rid, unsigned long long seq);
+/* Marks the event that ends out (from offset start) as a replay: inserts
+ * ,"replay":true before its closing brace. */
+void contract_mark_replay(struct buf *out, size_t start);
+
+/* A replay request {"request_id":..,"from_seq":N} (at most 64 KiB; from_seq
+ * a non-negative integer, 0 when absent). Returns 0, or -1 with err filled. */
+int contract_decode_replay(const char *body, size_t len, char rid[CONTRACT_RID_MAX + 1], unsigned long long *from_seq,
+			   struct contract_error *err) UTIL_WUR;
+/* The answer to a replay request: {"request_id":..,"ok":..,"first_seq":F,
+ * "next_seq":N[,"error":{..}]}: events first_seq..next_seq-1 were published
+ * again on the stream subject before this answer. code CONTRACT_OK: ok. */
+void contract_encode_replay_answer(struct buf *out, const char *rid, enum contract_code code, const char *message,
+				   unsigned long long first_seq, unsigned long long next_seq);
 /* The startup config request body {"component":"dispatcher","instance":"<id>"}. */
 void contract_encode_config_request(struct buf *out, const char *instance);
 
@@ -153,10 +174,12 @@ struct contract_chat {
 };
 void contract_encode_chat(struct buf *out, const struct contract_chat *c);
 void contract_encode_cancel(struct buf *out, const char *rid);
+void contract_encode_replay(struct buf *out, const char *rid, unsigned long long from_seq);
 
 /* An ack as the dispatcher sends it. */
 struct contract_ack {
 	bool accepted;
+	char instance[CONTRACT_RID_MAX + 1]; /* the owner's instance id, "" when absent */
 	char code[32];     /* the error code when refused, "" otherwise */
 	char message[512]; /* the error message when refused */
 };
@@ -164,13 +187,21 @@ int contract_decode_ack(const char *data, size_t len, struct contract_ack *out) 
 
 /* One stream event as the dispatcher sends it. Owns root; the strings borrow
  * from it. Unknown types decode as CONTRACT_EV_OTHER: the contract may grow. */
-enum contract_event_type { CONTRACT_EV_TOKEN, CONTRACT_EV_REASONING, CONTRACT_EV_DONE, CONTRACT_EV_ERROR, CONTRACT_EV_OTHER };
+enum contract_event_type {
+	CONTRACT_EV_TOKEN,
+	CONTRACT_EV_REASONING,
+	CONTRACT_EV_DONE,
+	CONTRACT_EV_ERROR,
+	CONTRACT_EV_KEEPALIVE,
+	CONTRACT_EV_OTHER,
+};
 struct contract_event {
 	json_t *root;
 	const char *request_id;
 	unsigned long long seq;
 	enum contract_event_type type;
 	const char *type_name;
+	bool replay; /* sent again on request (gap repair) */
 	const char *delta; /* token, reasoning */
 	size_t delta_len;
 	const char *finish_reason; /* done; NULL when absent */
@@ -184,5 +215,12 @@ struct contract_event {
  * (not an object, no request_id, seq or type, a delta that is not a string). */
 int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen) UTIL_WUR;
 void contract_event_free(struct contract_event *ev);
+/* A replay answer, as a client reads it. */
+struct contract_replay_answer {
+	bool ok;
+	char code[32];
+	unsigned long long first_seq, next_seq;
+};
+int contract_decode_replay_answer(const char *data, size_t len, struct contract_replay_answer *out) UTIL_WUR;
 
 #endif

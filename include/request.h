@@ -61,7 +61,8 @@ bool request_may_retry(const struct request_retry_facts *f);
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
 			      struct modelcfg_store *models, struct pool *pool, const struct config *cfg,
 			      struct metrics_hist *chunk_latency);
-/* Frees the table; every request must have ended (requests_end_all). */
+/* Frees the table; every request must have ended (requests_end_all). The
+ * records still lingering go with it. */
 void requests_free(struct requests *rq);
 /* A reload's new config: new requests use it, and so do the retries and
  * deadlines of requests in flight. The caller keeps cfg alive until the next
@@ -72,6 +73,15 @@ void requests_set_config(struct requests *rq, const struct config *cfg);
 void requests_submit(struct requests *rq, const char *data, size_t len, const char *reply);
 /* A cancel broadcast; unknown ids are ignored. */
 void requests_cancel(struct requests *rq, const char *data, size_t len);
+/* A replay request (gap repair): publishes the recorded events from
+ * from_seq on, marked "replay":true, on the stream subject, then answers on
+ * reply (may be NULL). A stream can be replayed while it runs and for
+ * stream.replay_linger_ms after its terminal event. */
+void requests_replay(struct requests *rq, const char *data, size_t len, const char *reply);
+/* Call periodically (requests_tick_ms apart): sends a keepalive on every
+ * stream silent for stream.keepalive_ms and forgets the records whose linger
+ * is over. Touches only the streams that are due. */
+void requests_tick(struct requests *rq);
 /* Stops taking new requests; on_idle runs once no request is left in flight
  * (at once if none is). */
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud);

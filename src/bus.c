@@ -44,13 +44,14 @@ struct bus_sub {
 	bool draining; /* bus_leave_queue: pulled until nats.c closes it */
 };
 
-enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
+enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_REPLAY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
 
 struct bus {
 	uv_loop_t *loop;
 	natsConnection *nc;
 	natsOptions *opts;
 	char *inbox; /* reply subject of the config request */
+	char *replay; /* <prefix>.chat.replay.<instance>: replays of our streams */
 	struct contract_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
@@ -418,7 +419,8 @@ static int bus__subscribe_control(struct bus *b, char *err, size_t errlen)
 	/* Updates first: a broadcast racing the startup request is never missed. */
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0)
+	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -504,6 +506,7 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	b->cb = cb;
 	b->ud = ud;
 	contract_subjects_init(&b->subj, cfg->subject_prefix);
+	b->replay = contract_replay_subject(&b->subj, cfg->instance_id);
 	b->queue_group = xstrdup(cfg->queue_group);
 	if (*cfg->nats_password)
 		b->secrets[0] = xstrdup(cfg->nats_password);
@@ -650,6 +653,7 @@ void bus_free(struct bus *b)
 		it = next;
 	}
 	free(b->inbox);
+	free(b->replay);
 	contract_subjects_free(&b->subj);
 	free(b->queue_group);
 	bus__free(b);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "contract.h"
 #include "log.h"
 #include "prompt.h"
 
@@ -96,7 +97,7 @@ static const struct config__key config__keys[] = {
 	K_STR("queue_group", queue_group, "sundynix-dispatcher", false, "SUNDYNIX_QUEUE_GROUP",
 	      "NATS queue group the dispatchers share, so each request goes to one of them."),
 	K_STR("instance_id", instance_id, "", false, "SUNDYNIX_INSTANCE_ID",
-	      "Name of this instance in the config request and logs (`\"\"`: `<hostname>-<pid>`)."),
+	      "Name of this instance: config request, acks, replay subject, logs; a subject token (`\"\"`: `<hostname>-<pid>`)."),
 	K_INT("limits.max_inflight", limits_max_inflight, 1024, 1, 1000000, true, NULL,
 	      "Requests streaming at once; more are refused with \"busy\"."),
 	K_INT("limits.max_request_bytes", limits_max_request_bytes, 1048576, 1024, 1073741824, true, NULL,
@@ -121,6 +122,12 @@ static const struct config__key config__keys[] = {
 	      "Longest silence of the upstream between two chunks once streaming."),
 	K_INT("timeouts.total_ms", timeouts_total_ms, 600000, 1, 86400000, true, NULL,
 	      "Whole lifetime of one request."),
+	K_INT("limits.replay_bytes", limits_replay_bytes, 65536, 0, 67108864, true, NULL,
+	      "Bytes of each stream's record kept for replay (gap repair); past it the oldest events are dropped (0: no replay)."),
+	K_INT("stream.keepalive_ms", stream_keepalive_ms, 5000, 0, 3600000, true, NULL,
+	      "A keepalive event on a stream that sent nothing for this long (0: none); gateways take 2x as a dead dispatcher."),
+	K_INT("stream.replay_linger_ms", stream_replay_linger_ms, 30000, 0, 3600000, true, NULL,
+	      "How long a finished stream can still be replayed after its terminal event."),
 	K_INT("timeouts.config_request_ms", timeouts_config_request_ms, 2000, 1, 600000, true, NULL,
 	      "Waiting for the reply to the model config request."),
 	K_INT("stub.ttft_ms", stub_ttft_ms, 700, 0, 600000, true, "SUNDYNIX_STUB_TTFT_MS",
@@ -782,8 +789,15 @@ static void config__default_instance(struct config *c)
 	if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
+	/* A subject token: a dotted host name keeps its first label. */
+	host[strcspn(host, ".")] = '\0';
+	for (char *p = host; *p; p++)
+		if (!contract_valid_request_id(p, 1))
+			*p = '_';
+	if (strlen(host) > 40)
+		host[40] = '\0';
 	free(c->instance_id);
-	c->instance_id = xasprintf("%s-%ld", host, (long)getpid());
+	c->instance_id = xasprintf("%s-%ld", *host ? host : "localhost", (long)getpid());
 }
 
 static int config__validate(struct config__load *st, struct config *c)
@@ -810,8 +824,9 @@ static int config__validate(struct config__load *st, struct config *c)
 		return config__fail(st, config__key("queue_group"), "must be non-empty and without blanks");
 	if (!*c->instance_id)
 		config__default_instance(c);
-	if (config__has_space(c->instance_id))
-		return config__fail(st, config__key("instance_id"), "must not contain blanks or control characters");
+	if (!contract_valid_request_id(c->instance_id, strlen(c->instance_id)) || strlen(c->instance_id) > 64)
+		return config__fail(st, config__key("instance_id"),
+				    "must be 1-64 characters of A-Z a-z 0-9 _ - (it is a NATS subject token)");
 	return 0;
 }
 

@@ -25,6 +25,8 @@ static const char *const contract__codes[CONTRACT_CODE_COUNT] = {
 	[CONTRACT_UPSTREAM_TIMEOUT] = "upstream_timeout",
 	[CONTRACT_SHUTTING_DOWN] = "shutting_down",
 	[CONTRACT_INTERNAL] = "internal",
+	[CONTRACT_UNKNOWN_REQUEST] = "unknown_request",
+	[CONTRACT_REPLAY_TRUNCATED] = "replay_truncated",
 };
 
 const char *contract_code_name(enum contract_code code)
@@ -41,6 +43,7 @@ void contract_subjects_init(struct contract_subjects *s, const char *p)
 	s->config_updated = xasprintf("%s.config.model.updated", p);
 	s->probe = xasprintf("%s.dispatcher.probe", p);
 	s->reply_prefix = xasprintf("%s.dispatcher.reply.", p);
+	s->replay_prefix = xasprintf("%s.chat.replay.", p);
 }
 
 void contract_subjects_free(struct contract_subjects *s)
@@ -52,12 +55,18 @@ void contract_subjects_free(struct contract_subjects *s)
 	free(s->config_updated);
 	free(s->probe);
 	free(s->reply_prefix);
+	free(s->replay_prefix);
 	memset(s, 0, sizeof(*s));
 }
 
 char *contract_stream_subject(const struct contract_subjects *s, const char *rid)
 {
 	return xasprintf("%s%s", s->stream_prefix, rid);
+}
+
+char *contract_replay_subject(const struct contract_subjects *s, const char *instance)
+{
+	return xasprintf("%s%s", s->replay_prefix, instance);
 }
 
 static void UTIL_PRINTF(2, 3) contract__fail(struct contract_error *err, const char *fmt, ...)
@@ -383,15 +392,17 @@ static void contract__append_error(struct buf *out, enum contract_code code, con
 	buf_append_char(out, '}');
 }
 
-void contract_encode_ack(struct buf *out, const char *rid, enum contract_code code, const char *message)
+void contract_encode_ack(struct buf *out, const char *rid, const char *instance, enum contract_code code,
+			 const char *message)
 {
 	contract__open(out, rid);
-	if (code == CONTRACT_OK) {
-		buf_append_str(out, ",\"accepted\":true}");
-		return;
+	buf_append_str(out, code == CONTRACT_OK ? ",\"accepted\":true" : ",\"accepted\":false");
+	if (instance) {
+		buf_append_str(out, ",\"instance\":");
+		contract__append_str(out, instance);
 	}
-	buf_append_str(out, ",\"accepted\":false");
-	contract__append_error(out, code, message);
+	if (code != CONTRACT_OK)
+		contract__append_error(out, code, message);
 	buf_append_char(out, '}');
 }
 
@@ -445,6 +456,63 @@ void contract_encode_error(struct buf *out, const char *rid, unsigned long long 
 	contract__open_event(out, rid, seq, "error");
 	contract__append_error(out, code, message);
 	contract__append_route(out, route);
+	buf_append_char(out, '}');
+}
+
+void contract_encode_keepalive(struct buf *out, const char *rid, unsigned long long seq)
+{
+	contract__open_event(out, rid, seq, "keepalive");
+	buf_append_char(out, '}');
+}
+
+void contract_mark_replay(struct buf *out, size_t start)
+{
+	if (out->len <= start || out->data[out->len - 1] != '}')
+		return;
+	out->len--;
+	buf_append_str(out, ",\"replay\":true}");
+}
+
+int contract_decode_replay(const char *body, size_t len, char rid[CONTRACT_RID_MAX + 1], unsigned long long *from_seq,
+			   struct contract_error *err)
+{
+	json_t *root, *from;
+	int rc = -1;
+
+	rid[0] = '\0';
+	*from_seq = 0;
+	memset(err, 0, sizeof(*err));
+	if (len == 0 || len > CONTRACT__CANCEL_MAX_BYTES) {
+		contract__fail(err, "replay: body must be a JSON object of at most %d bytes", CONTRACT__CANCEL_MAX_BYTES);
+		return -1;
+	}
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(root)) {
+		contract__fail(err, "replay: body must be a JSON object");
+	} else if (!contract__take_rid(json_object_get(root, "request_id"), rid)) {
+		contract__fail(err, "request_id: must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
+	} else if ((from = contract__opt(root, "from_seq")) && (!json_is_integer(from) || json_integer_value(from) < 0)) {
+		memcpy(err->request_id, rid, sizeof(err->request_id));
+		contract__fail(err, "from_seq: must be a non-negative integer");
+	} else {
+		*from_seq = from ? (unsigned long long)json_integer_value(from) : 0;
+		rc = 0;
+	}
+	json_decref(root);
+	return rc;
+}
+
+void contract_encode_replay_answer(struct buf *out, const char *rid, enum contract_code code, const char *message,
+				   unsigned long long first_seq, unsigned long long next_seq)
+{
+	contract__open(out, rid);
+	buf_append_str(out, code == CONTRACT_OK ? ",\"ok\":true" : ",\"ok\":false");
+	buf_append_str(out, ",\"first_seq\":");
+	contract__append_ull(out, first_seq);
+	buf_append_str(out, ",\"next_seq\":");
+	contract__append_ull(out, next_seq);
+	if (code != CONTRACT_OK)
+		contract__append_error(out, code, message);
 	buf_append_char(out, '}');
 }
 
@@ -539,6 +607,14 @@ void contract_encode_cancel(struct buf *out, const char *rid)
 	buf_append_char(out, '}');
 }
 
+void contract_encode_replay(struct buf *out, const char *rid, unsigned long long from_seq)
+{
+	contract__open(out, rid);
+	buf_append_str(out, ",\"from_seq\":");
+	contract__append_ull(out, from_seq);
+	buf_append_char(out, '}');
+}
+
 static void contract__copy(char *dst, size_t n, json_t *v)
 {
 	snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : "");
@@ -556,6 +632,7 @@ int contract_decode_ack(const char *data, size_t len, struct contract_ack *out)
 		return -1;
 	}
 	out->accepted = json_is_true(acc);
+	contract__copy(out->instance, sizeof(out->instance), json_object_get(root, "instance"));
 	contract__copy(out->code, sizeof(out->code), json_object_get(err, "code"));
 	contract__copy(out->message, sizeof(out->message), json_object_get(err, "message"));
 	json_decref(root);
@@ -565,6 +642,7 @@ int contract_decode_ack(const char *data, size_t len, struct contract_ack *out)
 static const char *const contract__event_types[] = {
 	[CONTRACT_EV_TOKEN] = "token", [CONTRACT_EV_REASONING] = "reasoning",
 	[CONTRACT_EV_DONE] = "done",   [CONTRACT_EV_ERROR] = "error",
+	[CONTRACT_EV_KEEPALIVE] = "keepalive",
 };
 
 int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen)
@@ -585,6 +663,7 @@ int contract_decode_event(const char *data, size_t len, struct contract_event *e
 	ev->seq = (unsigned long long)json_integer_value(seq);
 	ev->type_name = json_string_value(type);
 	ev->type = CONTRACT_EV_OTHER;
+	ev->replay = json_is_true(json_object_get(ev->root, "replay"));
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(contract__event_types); i++)
 		if (!strcmp(ev->type_name, contract__event_types[i]))
 			ev->type = (enum contract_event_type)i;
@@ -621,4 +700,23 @@ void contract_event_free(struct contract_event *ev)
 {
 	json_decref(ev->root);
 	memset(ev, 0, sizeof(*ev));
+}
+
+int contract_decode_replay_answer(const char *data, size_t len, struct contract_replay_answer *out)
+{
+	json_t *root = json_loadb(data, len, 0, NULL);
+	json_t *ok = json_object_get(root, "ok"), *first = json_object_get(root, "first_seq"),
+	       *next = json_object_get(root, "next_seq");
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(root) || !json_is_boolean(ok)) {
+		json_decref(root);
+		return -1;
+	}
+	out->ok = json_is_true(ok);
+	out->first_seq = json_is_integer(first) ? (unsigned long long)json_integer_value(first) : 0;
+	out->next_seq = json_is_integer(next) ? (unsigned long long)json_integer_value(next) : 0;
+	contract__copy(out->code, sizeof(out->code), json_object_get(json_object_get(root, "error"), "code"));
+	json_decref(root);
+	return 0;
 }

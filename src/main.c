@@ -58,6 +58,7 @@ struct dispatcher {
 	bool joined;  /* the submit queue group was joined */
 	bool torn_down;
 
+	uv_timer_t tick_timer; /* requests_tick: keepalives, record lingers */
 	uv_timer_t grace_timer;
 	uv_timer_t watchdog_timer;
 	uv_timer_t status_timer;
@@ -185,6 +186,22 @@ static void main__drain(struct dispatcher *d)
 	requests_drain(d->requests, main__on_drained, d);
 }
 
+/* Keepalives go out between keepalive_ms and keepalive_ms + a tenth of it. */
+static uint64_t main__tick_ms(const struct config *c)
+{
+	long long ms = c->stream_keepalive_ms ? c->stream_keepalive_ms / 10 : 1000;
+
+	return (uint64_t)(ms < 10 ? 10 : ms > 1000 ? 1000 : ms);
+}
+
+static void main__on_tick(uv_timer_t *t)
+{
+	struct dispatcher *d = t->data;
+
+	if (d->requests)
+		requests_tick(d->requests);
+}
+
 static void main__on_reload_key(void *ud, const char *key, bool live)
 {
 	(void)ud;
@@ -214,6 +231,7 @@ static void main__reload(struct dispatcher *d)
 		pool_set_eject_after(d->pool, (int)next->pool_eject_after);
 		control_set_config(d->control, next);
 		requests_set_config(d->requests, next);
+		uv_timer_start(&d->tick_timer, main__on_tick, main__tick_ms(next), main__tick_ms(next));
 		config_free(old);
 		free(old);
 		log_info(NULL, "reload: configuration re-read from %s", d->config_path ? d->config_path : "(defaults)");
@@ -251,6 +269,9 @@ static void main__on_bus(void *ud, enum bus_event ev, const struct bus_msg *msg)
 		break;
 	case BUS_CANCEL:
 		requests_cancel(d->requests, msg->data, msg->len);
+		break;
+	case BUS_REPLAY:
+		requests_replay(d->requests, msg->data, msg->len, msg->reply);
 		break;
 	case BUS_CONFIG_UPDATE:
 		control_model(d->control, msg->data, msg->len, "broadcast");
@@ -347,7 +368,8 @@ static void main__teardown(struct dispatcher *d)
 	d->torn_down = true;
 	d->phase = PHASE_CLOSING;
 	uv_handle_t *handles[] = {
-		(uv_handle_t *)&d->grace_timer, (uv_handle_t *)&d->watchdog_timer, (uv_handle_t *)&d->status_timer,
+		(uv_handle_t *)&d->tick_timer,    (uv_handle_t *)&d->grace_timer,   (uv_handle_t *)&d->watchdog_timer,
+		(uv_handle_t *)&d->status_timer,
 		(uv_handle_t *)&d->shutdown_idle, (uv_handle_t *)&d->sig_term,      (uv_handle_t *)&d->sig_int,
 		(uv_handle_t *)&d->sig_hup,       (uv_handle_t *)&d->sig_usr1,
 	};
@@ -401,11 +423,13 @@ static void main__log_startup(struct dispatcher *d)
 
 static void main__init_handles(struct dispatcher *d)
 {
+	uv_timer_init(d->loop, &d->tick_timer);
 	uv_timer_init(d->loop, &d->grace_timer);
 	uv_timer_init(d->loop, &d->watchdog_timer);
 	uv_timer_init(d->loop, &d->status_timer);
 	uv_idle_init(d->loop, &d->shutdown_idle);
-	d->grace_timer.data = d->watchdog_timer.data = d->status_timer.data = d->shutdown_idle.data = d;
+	d->tick_timer.data = d->grace_timer.data = d->watchdog_timer.data = d->status_timer.data = d;
+	d->shutdown_idle.data = d;
 	struct {
 		uv_signal_t *h;
 		int signum;
@@ -506,6 +530,7 @@ int main(int argc, char **argv)
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&d->watchdog_timer, main__on_watchdog, wd_usec / 2000, wd_usec / 2000);
 	uv_timer_start(&d->status_timer, main__on_status_timer, 2000, 2000);
+	uv_timer_start(&d->tick_timer, main__on_tick, main__tick_ms(d->cfg), main__tick_ms(d->cfg));
 
 out:
 	uv_run(d->loop, UV_RUN_DEFAULT);

@@ -9,10 +9,16 @@
  *                 |                              v
  *                 |                       REQ_STREAMING (this attempt is the last)
  *                 v                              v
- *   end / cancel / timeout / shutdown --> request__finish --> REQ_ENDED, freed
+ *   end / cancel / timeout / shutdown --> request__finish --> REQ_ENDED: lingers
+ *                                                  for replays, then freed
  *
  * request__finish is the only function that publishes a terminal event, and
- * it runs once per request: it removes the request from the table first. */
+ * it runs once per request: it moves the request out of the live table first.
+ *
+ * Every event goes out through request__emit, which numbers it in the
+ * request's record (what replay sends again, what failover continues from)
+ * and moves the request to the tail of the live list: the list is ordered by
+ * last event, so the tick finds the streams due a keepalive at its head. */
 #include "request.h"
 
 #include <stdlib.h>
@@ -24,13 +30,26 @@
 #include "openai.h"
 #include "pool.h"
 #include "prompt.h"
+#include "record.h"
 #include "stub.h"
 
 enum request_state {
 	REQ_ATTEMPT,   /* an upstream attempt runs and nothing was relayed: a retry may follow */
 	REQ_STREAMING, /* deltas went out: the attempt in progress is the last */
 	REQ_STUB,      /* the stub streams (no ready model) */
-	REQ_ENDED,     /* the terminal event is out */
+	REQ_ENDED,     /* the terminal event is out; the record lingers for replays */
+};
+
+/* A hash table of requests by request_id. */
+struct rtable {
+	struct request **buckets;
+	size_t nbuckets; /* power of two */
+	size_t count;
+};
+
+/* A list of requests, oldest first. */
+struct rlist {
+	struct request *head, *tail;
 };
 
 struct request {
@@ -40,7 +59,8 @@ struct request {
 	enum request_state state;
 	char rid[CONTRACT_RID_MAX + 1];
 	char *subject; /* <prefix>.chat.stream.<rid> */
-	unsigned long long seq;
+	struct record rec;                 /* what was sent; owns the seq */
+	unsigned long long last_event_ms;  /* live: the last event; ended: the terminal one */
 	struct modelcfg *model; /* snapshot taken at accept; NULL for the stub */
 	struct upstream *up;    /* REQ_ATTEMPT, REQ_STREAMING */
 	struct stub *stub;      /* REQ_STUB */
@@ -63,10 +83,9 @@ struct requests {
 	const struct config *cfg;
 	struct metrics_hist *chunk_latency;
 
-	struct request **buckets;
-	size_t nbuckets; /* power of two */
-	size_t count;
-	struct request *all;
+	struct rtable live, ended;  /* by request_id */
+	struct rlist live_list;     /* by last event */
+	struct rlist ended_list;    /* by end */
 
 	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
 	bool draining;
@@ -89,21 +108,28 @@ static size_t request__hash(const char *s)
 	return h;
 }
 
-static struct request *request__find(struct requests *rq, const char *rid)
+static void rtable_init(struct rtable *t)
 {
-	struct request *r = rq->buckets[request__hash(rid) & (rq->nbuckets - 1)];
+	t->nbuckets = 256;
+	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	t->count = 0;
+}
+
+static struct request *rtable_find(const struct rtable *t, const char *rid)
+{
+	struct request *r = t->buckets[request__hash(rid) & (t->nbuckets - 1)];
 	while (r && strcmp(r->rid, rid))
 		r = r->hnext;
 	return r;
 }
 
-static void request__grow(struct requests *rq)
+static void rtable_grow(struct rtable *t)
 {
-	size_t n = rq->nbuckets * 2;
+	size_t n = t->nbuckets * 2;
 	struct request **b = xcalloc(n, sizeof(*b));
 
-	for (size_t i = 0; i < rq->nbuckets; i++) {
-		struct request *r = rq->buckets[i], *next;
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct request *r = t->buckets[i], *next;
 		for (; r; r = next) {
 			next = r->hnext;
 			size_t k = request__hash(r->rid) & (n - 1);
@@ -111,39 +137,52 @@ static void request__grow(struct requests *rq)
 			b[k] = r;
 		}
 	}
-	free(rq->buckets);
-	rq->buckets = b;
-	rq->nbuckets = n;
+	free(t->buckets);
+	t->buckets = b;
+	t->nbuckets = n;
 }
 
-static void request__insert(struct requests *rq, struct request *r)
+static void rtable_insert(struct rtable *t, struct request *r)
 {
-	if (rq->count >= rq->nbuckets)
-		request__grow(rq);
-	size_t k = request__hash(r->rid) & (rq->nbuckets - 1);
-	r->hnext = rq->buckets[k];
-	rq->buckets[k] = r;
-	r->prev = NULL;
-	r->next = rq->all;
-	if (rq->all)
-		rq->all->prev = r;
-	rq->all = r;
-	rq->count++;
+	if (t->count >= t->nbuckets)
+		rtable_grow(t);
+	size_t k = request__hash(r->rid) & (t->nbuckets - 1);
+	r->hnext = t->buckets[k];
+	t->buckets[k] = r;
+	t->count++;
 }
 
-static void request__remove(struct requests *rq, struct request *r)
+static void rtable_remove(struct rtable *t, struct request *r)
 {
-	struct request **pp = &rq->buckets[request__hash(r->rid) & (rq->nbuckets - 1)];
+	struct request **pp = &t->buckets[request__hash(r->rid) & (t->nbuckets - 1)];
 	while (*pp != r)
 		pp = &(*pp)->hnext;
 	*pp = r->hnext;
+	t->count--;
+}
+
+static void rlist_append(struct rlist *l, struct request *r)
+{
+	r->next = NULL;
+	r->prev = l->tail;
+	if (l->tail)
+		l->tail->next = r;
+	else
+		l->head = r;
+	l->tail = r;
+}
+
+static void rlist_remove(struct rlist *l, struct request *r)
+{
 	if (r->prev)
 		r->prev->next = r->next;
 	else
-		rq->all = r->next;
+		l->head = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	rq->count--;
+	else
+		l->tail = r->prev;
+	r->prev = r->next = NULL;
 }
 
 static void request__publish(struct requests *rq, const char *subject)
@@ -159,7 +198,7 @@ static void request__ack(struct requests *rq, const char *reply, const char *rid
 	if (!reply || !*reply)
 		return;
 	buf_reset(&rq->ev);
-	contract_encode_ack(&rq->ev, rid, code, msg);
+	contract_encode_ack(&rq->ev, rid, rq->cfg->instance_id, code, msg);
 	request__publish(rq, reply);
 }
 
@@ -178,8 +217,33 @@ static void request__free(struct request *r)
 	if (r->model)
 		modelcfg_unref(r->model);
 	rcstr_unref(r->body);
+	record_free(&r->rec);
 	free(r->subject);
 	free(r);
+}
+
+/* An ended request leaves for good: its replays are over. */
+static void request__forget(struct requests *rq, struct request *r)
+{
+	rtable_remove(&rq->ended, r);
+	rlist_remove(&rq->ended_list, r);
+	request__free(r);
+}
+
+/* Publishes the event in rq->ev, which the caller encoded with seq
+ * r->rec.next_seq: records it (kind and data say what replay needs) and
+ * moves the request to the tail of the live list. */
+static void request__emit(struct request *r, enum record_kind kind, const char *data, size_t len)
+{
+	struct requests *rq = r->rq;
+
+	record_add(&r->rec, kind, data, len);
+	request__publish(rq, r->subject);
+	r->last_event_ms = request__now(rq);
+	if (r->state != REQ_ENDED && rq->live_list.tail != r) {
+		rlist_remove(&rq->live_list, r);
+		rlist_append(&rq->live_list, r);
+	}
 }
 
 /* Ends the current attempt's hold on its endpoint's health. */
@@ -203,7 +267,8 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	r->state = REQ_ENDED;
 	r->up = NULL;
 	r->stub = NULL;
-	request__remove(rq, r);
+	rtable_remove(&rq->live, r);
+	rlist_remove(&rq->live_list, r);
 
 	char endpoint[512];
 	struct contract_route route = { r->attempts, NULL }, *rt = NULL;
@@ -214,19 +279,30 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 	buf_reset(&rq->ev);
 	if (res->code != CONTRACT_OK) {
-		contract_encode_error(&rq->ev, r->rid, r->seq++, res->code, res->message, rt);
+		contract_encode_error(&rq->ev, r->rid, r->rec.next_seq, res->code, res->message, rt);
 		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas,
 			 contract_code_name(res->code), res->message);
 	} else {
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
-		contract_encode_done(&rq->ev, r->rid, r->seq++, res->finish_reason, model,
+		contract_encode_done(&rq->ev, r->rid, r->rec.next_seq, res->finish_reason, model,
 				     res->has_usage ? &res->usage : NULL, rt);
 		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
 	}
-	request__publish(rq, r->subject);
-	request__free(r);
+	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
+	/* What a replay needs is kept for the linger; the rest goes now. */
+	if (r->model)
+		modelcfg_unref(r->model);
+	r->model = NULL;
+	rcstr_unref(r->body);
+	r->body = NULL;
+	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len) {
+		rtable_insert(&rq->ended, r);
+		rlist_append(&rq->ended_list, r);
+	} else {
+		request__free(r);
+	}
 
-	if (rq->draining && rq->count == 0 && rq->on_idle) {
+	if (rq->draining && rq->live.count == 0 && rq->on_idle) {
 		void (*cb)(void *) = rq->on_idle;
 		rq->on_idle = NULL;
 		cb(rq->idle_ud);
@@ -247,8 +323,8 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 	}
 	r->deltas++;
 	buf_reset(&rq->ev);
-	contract_encode_delta(&rq->ev, r->rid, r->seq++, kind, text, len);
-	request__publish(rq, r->subject);
+	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
+	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
 }
 
 bool request_may_retry(const struct request_retry_facts *f)
@@ -401,29 +477,34 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		log_info(rid, "rejected: bad_request: %s", err.message);
 		request__ack(rq, reply, rid, CONTRACT_BAD_REQUEST, err.message);
 		/* The stream of a request in flight with this id is not ours to end. */
-		if (rid && !request__find(rq, rid))
+		if (rid && !rtable_find(&rq->live, rid))
 			request__reject_event(rq, rid, CONTRACT_BAD_REQUEST, err.message);
 		return;
 	}
-	if (request__find(rq, sub.request_id)) {
+	if (rtable_find(&rq->live, sub.request_id)) {
 		log_info(sub.request_id, "rejected: request_id already in flight");
 		request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		goto out;
 	}
-	if (rq->draining || rq->count >= (size_t)cfg->limits_max_inflight) {
+	if (rq->draining || rq->live.count >= (size_t)cfg->limits_max_inflight) {
 		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
-		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->count);
+		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->live.count);
 		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
 		request__reject_event(rq, sub.request_id, CONTRACT_BUSY, msg);
 		goto out;
 	}
 
+	/* A new stream with the id of one that ended: the old record goes. */
+	if ((r = rtable_find(&rq->ended, sub.request_id)))
+		request__forget(rq, r);
 	r = xcalloc(1, sizeof(*r));
 	r->rq = rq;
 	memcpy(r->rid, sub.request_id, sizeof(r->rid));
 	r->subject = contract_stream_subject(rq->subjects, r->rid);
-	r->started_ms = request__now(rq);
-	request__insert(rq, r);
+	r->started_ms = r->last_event_ms = request__now(rq);
+	record_init(&r->rec, 0, (size_t)cfg->limits_replay_bytes);
+	rtable_insert(&rq->live, r);
+	rlist_append(&rq->live_list, r);
 	request__ack(rq, reply, r->rid, CONTRACT_OK, NULL);
 
 	struct modelcfg *m = modelcfg_store_get(rq->models);
@@ -456,7 +537,7 @@ void requests_cancel(struct requests *rq, const char *data, size_t len)
 		log_debug(NULL, "ignored a malformed cancel");
 		return;
 	}
-	if (!(r = request__find(rq, rid)))
+	if (!(r = rtable_find(&rq->live, rid)))
 		return;
 	log_info(rid, "cancel requested");
 	request__abort(r, CONTRACT_CANCELLED, "cancelled by the client");
@@ -464,14 +545,14 @@ void requests_cancel(struct requests *rq, const char *data, size_t len)
 
 void requests_end_all(struct requests *rq, enum contract_code code, const char *message)
 {
-	while (rq->all)
-		request__abort(rq->all, code, message);
+	while (rq->live_list.head)
+		request__abort(rq->live_list.head, code, message);
 }
 
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud)
 {
 	rq->draining = true;
-	if (rq->count == 0) {
+	if (rq->live.count == 0) {
 		on_idle(ud);
 		return;
 	}
@@ -481,7 +562,100 @@ void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud)
 
 size_t requests_inflight(const struct requests *rq)
 {
-	return rq->count;
+	return rq->live.count;
+}
+
+/* ---- replay ---- */
+
+struct request_replay {
+	struct request *r;
+	struct requests *rq;
+};
+
+static void request__replay_one(void *ud, unsigned long long seq, enum record_kind kind, const char *data, size_t len)
+{
+	struct request_replay *rp = ud;
+	struct requests *rq = rp->rq;
+
+	buf_reset(&rq->ev);
+	switch (kind) {
+	case RECORD_TOKEN:
+	case RECORD_REASONING:
+		contract_encode_delta(&rq->ev, rp->r->rid, seq, kind == RECORD_TOKEN ? CONTRACT_TOKEN : CONTRACT_REASONING,
+				      data, len);
+		break;
+	case RECORD_KEEPALIVE:
+		contract_encode_keepalive(&rq->ev, rp->r->rid, seq);
+		break;
+	case RECORD_JSON:
+		buf_append(&rq->ev, data, len);
+		break;
+	}
+	contract_mark_replay(&rq->ev, 0);
+	request__publish(rq, rp->r->subject);
+}
+
+void requests_replay(struct requests *rq, const char *data, size_t len, const char *reply)
+{
+	char rid[CONTRACT_RID_MAX + 1];
+	unsigned long long from;
+	struct contract_error err;
+	struct request *r;
+	enum contract_code code = CONTRACT_OK;
+	const char *msg = NULL;
+	unsigned long long first = 0, next = 0;
+
+	if (contract_decode_replay(data, len, rid, &from, &err) < 0) {
+		log_debug(NULL, "replay refused: %s", err.message);
+		code = CONTRACT_BAD_REQUEST;
+		msg = err.message;
+		memcpy(rid, err.request_id, sizeof(rid));
+	} else if (!(r = rtable_find(&rq->live, rid)) && !(r = rtable_find(&rq->ended, rid))) {
+		code = CONTRACT_UNKNOWN_REQUEST;
+		msg = "no stream with this request_id here (never seen, or past stream.replay_linger_ms)";
+	} else {
+		struct request_replay rp = { r, rq };
+		next = r->rec.next_seq;
+		first = record_replay(&r->rec, from, request__replay_one, &rp);
+		if (first > from) {
+			code = CONTRACT_REPLAY_TRUNCATED;
+			msg = "the oldest events asked for were dropped (limits.replay_bytes); sent from first_seq";
+		}
+		log_info(rid, "replayed events %llu..%llu (asked from %llu)", first, next, from);
+	}
+	if (!reply)
+		return;
+	buf_reset(&rq->ev);
+	contract_encode_replay_answer(&rq->ev, rid[0] ? rid : NULL, code, msg, first, next);
+	request__publish(rq, reply);
+}
+
+/* ---- the tick: keepalives and the end of lingers ---- */
+
+static void request__keepalive(struct request *r)
+{
+	struct requests *rq = r->rq;
+
+	buf_reset(&rq->ev);
+	contract_encode_keepalive(&rq->ev, r->rid, r->rec.next_seq);
+	request__emit(r, RECORD_KEEPALIVE, NULL, 0);
+}
+
+void requests_tick(struct requests *rq)
+{
+	unsigned long long now = request__now(rq);
+	unsigned long long keepalive = (unsigned long long)rq->cfg->stream_keepalive_ms;
+	unsigned long long linger = (unsigned long long)rq->cfg->stream_replay_linger_ms;
+	struct request *r;
+
+	/* The live list is ordered by last event: stop at the first stream
+	 * that spoke recently. A keepalive moves its stream to the tail. */
+	if (keepalive) {
+		while ((r = rq->live_list.head) && now - r->last_event_ms >= keepalive)
+			request__keepalive(r);
+	}
+	while ((r = rq->ended_list.head) && now - r->last_event_ms >= linger)
+		request__forget(rq, r);
 }
 
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
@@ -496,8 +670,8 @@ struct requests *requests_new(const struct request_ops *ops, const struct contra
 	rq->pool = pool;
 	rq->cfg = cfg;
 	rq->chunk_latency = chunk_latency;
-	rq->nbuckets = 256;
-	rq->buckets = xcalloc(rq->nbuckets, sizeof(*rq->buckets));
+	rtable_init(&rq->live);
+	rtable_init(&rq->ended);
 	buf_init(&rq->ev);
 	return rq;
 }
@@ -511,7 +685,10 @@ void requests_free(struct requests *rq)
 {
 	if (!rq)
 		return;
-	free(rq->buckets);
+	while (rq->ended_list.head)
+		request__forget(rq, rq->ended_list.head);
+	free(rq->live.buckets);
+	free(rq->ended.buckets);
 	buf_free(&rq->ev);
 	free(rq);
 }

@@ -35,6 +35,12 @@
 #define CTL_POLL_MS 100
 /* After Ctrl-C, how long chat waits for the cancelled terminal event. */
 #define CTL_CANCEL_WAIT_MS 3000
+/* How long a replay request may go unanswered before its gap is given up. */
+#define CTL_REPLAY_WAIT_MS 2000
+/* Events held while an earlier one is missing, at most. */
+#define CTL_PENDING_MAX 1024
+/* The dispatcher's stream.keepalive_ms unless --keepalive-ms says otherwise. */
+#define CTL_KEEPALIVE_MS 5000
 
 enum ctl_opt_id {
 	CTL_O_NATS,
@@ -52,6 +58,7 @@ enum ctl_opt_id {
 	CTL_O_MODEL,
 	CTL_O_API_KEY,
 	CTL_O_PROVIDER,
+	CTL_O_KEEPALIVE,
 	CTL_O_REVISION,
 };
 
@@ -84,6 +91,7 @@ static const struct ctl_opt ctl__opts[] = {
 	{ "system", CTL_O_SYSTEM, true, CTL_CMD_CHAT },
 	{ "timeout", CTL_O_TIMEOUT, true, CTL_CMD_CHAT },
 	{ "request-id", CTL_O_REQUEST_ID, true, CTL_CMD_CHAT },
+	{ "keepalive-ms", CTL_O_KEEPALIVE, true, CTL_CMD_CHAT },
 	{ "base-url", CTL_O_BASE_URL, true, CTL_CMD_SET },
 	{ "model", CTL_O_MODEL, true, CTL_CMD_SET },
 	{ "api-key", CTL_O_API_KEY, true, CTL_CMD_SET },
@@ -105,6 +113,7 @@ struct ctl_args {
 	const char *user;
 	const char *system;
 	double timeout_s;
+	long long keepalive_ms;
 	const char *request_id;
 	const char *base_url;
 	const char *model;
@@ -135,6 +144,8 @@ static const char ctl__usage[] =
 	"      --system TEXT          a system message sent before MESSAGE\n"
 	"      --request-id ID        use ID instead of a generated \"ctl-<hex>\"\n"
 	"      --timeout SEC          give up after SEC seconds (default 120)\n"
+	"      --keepalive-ms MS      the dispatcher's stream.keepalive_ms (default 5000): silent for\n"
+	"                             2 x MS and no answer to a replay: dispatcher_lost\n"
 	"  config serve FILE          Answer <prefix>.config.model.get with the ModelConfig in\n"
 	"                             FILE and broadcast it once; runs until SIGINT/SIGTERM.\n"
 	"  config set --base-url URL --model NAME [--api-key KEY] [--provider P] [--revision N]\n"
@@ -221,6 +232,12 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 		break;
 	}
 	case CTL_O_REQUEST_ID: a->request_id = val; break;
+	case CTL_O_KEEPALIVE:
+		if (ctl__parse_ll(val, 0, &a->keepalive_ms) || a->keepalive_ms > 3600000) {
+			ctl__usage_error("--keepalive-ms: expected milliseconds in [0, 3600000], got '%s'", val);
+			return -1;
+		}
+		break;
 	case CTL_O_BASE_URL: a->base_url = val; break;
 	case CTL_O_MODEL: a->model = val; break;
 	case CTL_O_API_KEY: a->api_key = val; break;
@@ -347,7 +364,14 @@ static int ctl__pick_command(const struct ctl_args *a, unsigned *cmd, const char
 	return 0;
 }
 
-static natsConnection *ctl__connect(const struct ctl_args *a)
+static void ctl__on_reconnected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	__atomic_store_n((int *)closure, 1, __ATOMIC_RELEASE);
+}
+
+/* reconnected is set (from a nats.c thread) after every reconnect. */
+static natsConnection *ctl__connect(const struct ctl_args *a, int *reconnected)
 {
 	natsOptions *opts = NULL;
 	natsConnection *nc = NULL;
@@ -366,6 +390,8 @@ static natsConnection *ctl__connect(const struct ctl_args *a)
 		s = natsOptions_SetMaxReconnect(opts, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(opts, 250);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(opts, ctl__on_reconnected, reconnected);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, opts);
 	natsOptions_Destroy(opts);
@@ -411,10 +437,32 @@ static int ctl__pending_signal(void)
 
 /* ---- chat ---- */
 
+/* An event that came before an earlier one: held until the gap is filled. */
+struct ctl_pending {
+	unsigned long long seq;
+	char *data; /* NULL: the slot is free */
+	size_t len;
+};
+
+/* One chat as the reference gateway follows it (docs/protocol.md): events in
+ * seq order, a gap repaired by a replay request to the stream's owner, a
+ * stream silent for 2 x keepalive checked the same way and, when its owner
+ * does not answer, reported as dispatcher_lost. */
 struct ctl_chat {
 	const char *rid;
+	char *replay_subject;          /* <prefix>.chat.replay.<owner>; NULL before the ack */
+	natsSubscription *replay_sub;  /* answers to our replay requests */
+	char replay_inbox[64];
 	unsigned long long next_seq;
-	unsigned anomalies; /* seq gaps, duplicates, malformed events */
+	struct ctl_pending pending[CTL_PENDING_MAX]; /* by seq % CTL_PENDING_MAX */
+	size_t npending;
+	bool asking;                   /* a replay request is out */
+	bool asked_for_silence;        /* ... because the stream went silent */
+	unsigned long long asked_at;
+	unsigned long long last_event_ms;
+	long long keepalive_ms;
+	int *reconnected;              /* set by nats.c's reconnect callback */
+	unsigned anomalies; /* unrepaired gaps, duplicates, malformed events */
 	bool printed_tokens;
 	bool in_reasoning;
 	bool dim; /* stderr is a terminal */
@@ -463,8 +511,117 @@ static void ctl__print_error(const char *code, const char *msg)
 	fputc('\n', stderr);
 }
 
-/* Returns -1 while the stream goes on, else the exit status. */
-static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
+/* Shows one event that is next in seq order. Returns -1 while the stream
+ * goes on, else the exit status. */
+static int ctl__chat_show(struct ctl_chat *c, const struct contract_event *ev)
+{
+	c->next_seq = ev->seq + 1;
+	switch (ev->type) {
+	case CONTRACT_EV_TOKEN:
+		ctl__end_reasoning(c);
+		fwrite(ev->delta, 1, ev->delta_len, stdout);
+		fflush(stdout);
+		c->printed_tokens = true;
+		return -1;
+	case CONTRACT_EV_REASONING:
+		if (!c->in_reasoning)
+			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
+		c->in_reasoning = true;
+		fwrite(ev->delta, 1, ev->delta_len, stderr);
+		fflush(stderr);
+		return -1;
+	case CONTRACT_EV_DONE:
+		ctl__end_reasoning(c);
+		fputc('\n', stdout);
+		fflush(stdout);
+		fputs("[done: finish=", stderr);
+		ctl__put_clean(stderr, ev->finish_reason ? ev->finish_reason : "?");
+		fputs(" model=", stderr);
+		ctl__put_clean(stderr, ev->model ? ev->model : "?");
+		if (ev->has_usage)
+			fprintf(stderr, " prompt=%lld completion=%lld total=%lld", ev->usage.prompt_tokens,
+				ev->usage.completion_tokens, ev->usage.total_tokens);
+		fputs("]\n", stderr);
+		return CTL_EXIT_OK;
+	case CONTRACT_EV_ERROR:
+		ctl__end_reasoning(c);
+		if (c->printed_tokens) {
+			fputc('\n', stdout);
+			fflush(stdout);
+		}
+		ctl__print_error(ev->error_code ? ev->error_code : "(no code)", ev->error_message ? ev->error_message : "");
+		return CTL_EXIT_FAIL;
+	case CONTRACT_EV_KEEPALIVE:
+	case CONTRACT_EV_OTHER:
+		return -1; /* unknown event types are skipped (the contract may grow), but counted */
+	}
+	return -1;
+}
+
+static void ctl__chat_ask_replay(natsConnection *nc, struct ctl_chat *c, bool for_silence)
+{
+	struct buf b;
+
+	if (c->asking || !c->replay_subject)
+		return;
+	buf_init(&b);
+	contract_encode_replay(&b, c->rid, c->next_seq);
+	natsStatus s = natsConnection_PublishRequest(nc, c->replay_subject, c->replay_inbox, b.data, (int)b.len);
+	buf_free(&b);
+	if (s == NATS_OK)
+		s = natsConnection_Flush(nc);
+	c->asking = true;
+	c->asked_for_silence = for_silence;
+	c->asked_at = util_now_ms();
+	if (s != NATS_OK)
+		fprintf(stderr, "sundynixctl: warning: replay request failed: %s\n", natsStatus_GetText(s));
+}
+
+/* Shows the held events that are next in order. */
+static int ctl__chat_drain_pending(struct ctl_chat *c)
+{
+	int rc = -1;
+
+	while (rc < 0 && c->npending) {
+		struct ctl_pending *p = &c->pending[c->next_seq % CTL_PENDING_MAX];
+		struct contract_event ev;
+		char err[128];
+		if (!p->data || p->seq != c->next_seq)
+			break;
+		if (contract_decode_event(p->data, p->len, &ev, err, sizeof(err)) == 0) {
+			rc = ctl__chat_show(c, &ev);
+			contract_event_free(&ev);
+		}
+		free(p->data);
+		p->data = NULL;
+		c->npending--;
+	}
+	return rc;
+}
+
+/* The gap before the held events cannot be repaired: say so, go on. */
+static int ctl__chat_skip_gap(struct ctl_chat *c)
+{
+	unsigned long long lowest = 0;
+	bool found = false;
+
+	for (size_t i = 0; i < CTL_PENDING_MAX; i++)
+		if (c->pending[i].data && (!found || c->pending[i].seq < lowest)) {
+			lowest = c->pending[i].seq;
+			found = true;
+		}
+	if (!found)
+		return -1;
+	fprintf(stderr, "sundynixctl: warning: events lost: expected seq %llu, got %llu (could not be replayed)\n",
+		c->next_seq, lowest);
+	c->anomalies++;
+	c->next_seq = lowest;
+	return ctl__chat_drain_pending(c);
+}
+
+/* One message on the stream subject. Returns -1 while the stream goes on,
+ * else the exit status. */
+static int ctl__chat_event(natsConnection *nc, struct ctl_chat *c, const char *data, int len)
 {
 	struct contract_event ev;
 	char err[128];
@@ -475,71 +632,67 @@ static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
 		c->anomalies++;
 		return -1;
 	}
+	c->last_event_ms = util_now_ms();
 	if (strcmp(ev.request_id, c->rid)) {
 		fprintf(stderr, "sundynixctl: warning: ignoring an event for another request_id\n");
 		c->anomalies++;
-		goto out;
-	}
-	if (ev.seq < c->next_seq) {
-		fprintf(stderr, "sundynixctl: warning: duplicate or reordered event seq %llu (expected %llu), ignored\n",
-			ev.seq, c->next_seq);
-		c->anomalies++;
-		goto out;
-	}
-	if (ev.seq > c->next_seq) {
-		fprintf(stderr, "sundynixctl: warning: events lost: expected seq %llu, got %llu\n", c->next_seq, ev.seq);
-		c->anomalies++;
-	}
-	c->next_seq = ev.seq + 1;
-
-	switch (ev.type) {
-	case CONTRACT_EV_TOKEN:
-		ctl__end_reasoning(c);
-		fwrite(ev.delta, 1, ev.delta_len, stdout);
-		fflush(stdout);
-		c->printed_tokens = true;
-		break;
-	case CONTRACT_EV_REASONING:
-		if (!c->in_reasoning)
-			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
-		c->in_reasoning = true;
-		fwrite(ev.delta, 1, ev.delta_len, stderr);
-		fflush(stderr);
-		break;
-	case CONTRACT_EV_DONE:
-		ctl__end_reasoning(c);
-		fputc('\n', stdout);
-		fflush(stdout);
-		fputs("[done: finish=", stderr);
-		ctl__put_clean(stderr, ev.finish_reason ? ev.finish_reason : "?");
-		fputs(" model=", stderr);
-		ctl__put_clean(stderr, ev.model ? ev.model : "?");
-		if (ev.has_usage)
-			fprintf(stderr, " prompt=%lld completion=%lld total=%lld", ev.usage.prompt_tokens,
-				ev.usage.completion_tokens, ev.usage.total_tokens);
-		fputs("]\n", stderr);
-		rc = CTL_EXIT_OK;
-		break;
-	case CONTRACT_EV_ERROR:
-		ctl__end_reasoning(c);
-		if (c->printed_tokens) {
-			fputc('\n', stdout);
-			fflush(stdout);
+	} else if (ev.seq < c->next_seq) {
+		/* A replay repeats what we may have: only an unasked repeat is odd. */
+		if (!ev.replay) {
+			fprintf(stderr,
+				"sundynixctl: warning: duplicate or reordered event seq %llu (expected %llu), ignored\n",
+				ev.seq, c->next_seq);
+			c->anomalies++;
 		}
-		ctl__print_error(ev.error_code ? ev.error_code : "(no code)", ev.error_message ? ev.error_message : "");
-		rc = CTL_EXIT_FAIL;
-		break;
-	case CONTRACT_EV_OTHER:
-		break; /* unknown event types are skipped: the contract may grow */
+	} else if (ev.seq > c->next_seq) {
+		struct ctl_pending *p = &c->pending[ev.seq % CTL_PENDING_MAX];
+		if (ev.seq - c->next_seq >= CTL_PENDING_MAX) {
+			fprintf(stderr, "sundynixctl: warning: event seq %llu is too far ahead (expected %llu), ignored\n",
+				ev.seq, c->next_seq);
+			c->anomalies++;
+		} else if (!p->data) {
+			p->seq = ev.seq;
+			p->data = xstrndup(data, (size_t)len);
+			p->len = (size_t)len;
+			c->npending++;
+		}
+		ctl__chat_ask_replay(nc, c, false);
+	} else {
+		rc = ctl__chat_show(c, &ev);
+		if (rc < 0)
+			rc = ctl__chat_drain_pending(c);
 	}
-out:
 	contract_event_free(&ev);
 	return rc;
 }
 
+/* The answer to a replay request, or its absence. Returns -1 while the
+ * stream goes on, else the exit status. */
+static int ctl__chat_replay_over(struct ctl_chat *c, natsStatus st, const char *data, int len)
+{
+	struct contract_replay_answer ans;
+	bool answered = st == NATS_OK && contract_decode_replay_answer(data, (size_t)len, &ans) == 0;
+	bool silence = c->asked_for_silence;
+
+	c->asking = false;
+	if (answered)
+		c->last_event_ms = util_now_ms(); /* the owner is alive */
+	if (!answered && silence && !c->npending) {
+		ctl__end_reasoning(c);
+		if (c->printed_tokens)
+			fputc('\n', stdout);
+		fflush(stdout);
+		fprintf(stderr, "error: dispatcher_lost: no event for %lld ms and no answer from the stream's dispatcher\n",
+			2 * c->keepalive_ms);
+		return CTL_EXIT_FAIL;
+	}
+	/* Everything the owner still had came before its answer. */
+	return ctl__chat_skip_gap(c);
+}
+
 /* Submits with a reply subject and checks the ack. Returns 0 when accepted. */
 static int ctl__chat_submit(natsConnection *nc, const char *subject, const struct buf *body, const char *rid,
-			    long long timeout_ms)
+			    long long timeout_ms, struct contract_ack *ack_out)
 {
 	natsMsg *reply = NULL;
 	struct contract_ack ack;
@@ -561,8 +714,10 @@ static int ctl__chat_submit(natsConnection *nc, const char *subject, const struc
 	}
 	if (contract_decode_ack(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &ack) < 0)
 		fprintf(stderr, "sundynixctl: malformed acknowledgement from the dispatcher\n");
-	else if (ack.accepted)
+	else if (ack.accepted) {
 		rc = 0;
+		*ack_out = ack;
+	}
 	else
 		ctl__print_error(ack.code[0] ? ack.code : "(no code)", ack.message);
 	natsMsg_Destroy(reply);
@@ -586,6 +741,7 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 	unsigned long long cancel_deadline = 0;
 
 	for (;;) {
+		int rc = -1;
 		int sig = ctl__pending_signal();
 		if (sig && cancel_deadline) {
 			fprintf(stderr, "\nsundynixctl: interrupted again, not waiting\n");
@@ -611,17 +767,32 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 			ctl__send_cancel(nc, subj, c->rid);
 			return CTL_EXIT_FAIL;
 		}
+		/* Our own reconnect may have lost events with nothing after
+		 * them to show the gap: ask from the next one. */
+		if (__atomic_exchange_n(c->reconnected, 0, __ATOMIC_ACQ_REL))
+			ctl__chat_ask_replay(nc, c, false);
+		if (c->keepalive_ms && now - c->last_event_ms >= 2ull * (unsigned long long)c->keepalive_ms)
+			ctl__chat_ask_replay(nc, c, true);
 
 		natsMsg *msg = NULL;
 		natsStatus s = natsSubscription_NextMsg(&msg, sub, CTL_POLL_MS);
-		if (s == NATS_TIMEOUT)
-			continue;
-		if (s != NATS_OK) {
+		if (s == NATS_OK) {
+			rc = ctl__chat_event(nc, c, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+			natsMsg_Destroy(msg);
+		} else if (s != NATS_TIMEOUT) {
 			fprintf(stderr, "sundynixctl: stream subscription failed: %s\n", natsStatus_GetText(s));
 			return CTL_EXIT_FAIL;
 		}
-		int rc = ctl__chat_event(c, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
-		natsMsg_Destroy(msg);
+		if (rc < 0 && c->asking) {
+			msg = NULL;
+			s = natsSubscription_NextMsg(&msg, c->replay_sub, 0);
+			if (s == NATS_OK || s == NATS_NO_RESPONDERS)
+				rc = ctl__chat_replay_over(c, s, msg ? natsMsg_GetData(msg) : NULL,
+							   msg ? natsMsg_GetDataLength(msg) : 0);
+			else if (util_now_ms() - c->asked_at >= CTL_REPLAY_WAIT_MS)
+				rc = ctl__chat_replay_over(c, NATS_TIMEOUT, NULL, 0);
+			natsMsg_Destroy(msg);
+		}
 		if (rc < 0)
 			continue;
 		if (cancel_deadline && rc == CTL_EXIT_FAIL)
@@ -635,31 +806,41 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 }
 
 static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const struct contract_subjects *subj,
-			 const char *message)
+			 int *reconnected, const char *message)
 {
 	char gen[32];
-	struct ctl_chat c = { 0 };
+	struct ctl_chat *c = xcalloc(1, sizeof(*c)); /* the pending ring is large */
+	struct contract_ack ack;
+	natsInbox *inbox = NULL;
 	unsigned long long start = util_now_ms();
 	unsigned long long deadline = start + (unsigned long long)(a->timeout_s * 1000.0);
 	natsSubscription *sub = NULL;
 	int rc = CTL_EXIT_FAIL;
 
 	if (a->request_id) {
-		c.rid = a->request_id;
+		c->rid = a->request_id;
 	} else {
 		ctl__gen_rid(gen, sizeof(gen));
-		c.rid = gen;
+		c->rid = gen;
 	}
-	c.dim = isatty(STDERR_FILENO);
+	c->dim = isatty(STDERR_FILENO);
+	c->keepalive_ms = a->keepalive_ms;
+	c->reconnected = reconnected;
 
-	char *stream_subj = contract_stream_subject(subj, c.rid);
+	char *stream_subj = contract_stream_subject(subj, c->rid);
 	struct buf body;
 	buf_init(&body);
-	ctl__chat_body(&body, a, c.rid, message);
+	ctl__chat_body(&body, a, c->rid, message);
 
 	/* Subscribe (and make sure the server has the interest) before
 	 * submitting: the first event may follow the ack immediately. */
 	natsStatus s = natsConnection_SubscribeSync(&sub, nc, stream_subj);
+	if (s == NATS_OK)
+		s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		snprintf(c->replay_inbox, sizeof(c->replay_inbox), "%s", inbox);
+		s = natsConnection_SubscribeSync(&c->replay_sub, nc, c->replay_inbox);
+	}
 	if (s != NATS_OK) {
 		fprintf(stderr, "sundynixctl: subscribe to %s failed: %s\n", stream_subj, natsStatus_GetText(s));
 		goto out;
@@ -671,11 +852,21 @@ static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const str
 		ack_ms = CTL_ACK_TIMEOUT_MS;
 	if (ack_ms < 1)
 		ack_ms = 1;
-	if (ctl__chat_submit(nc, subj->submit, &body, c.rid, ack_ms))
+	if (ctl__chat_submit(nc, subj->submit, &body, c->rid, ack_ms, &ack))
 		goto out;
-	rc = ctl__chat_loop(nc, sub, &c, a, subj, deadline);
+	/* An older dispatcher names no owner: no replays then. */
+	if (ack.instance[0])
+		c->replay_subject = contract_replay_subject(subj, ack.instance);
+	c->last_event_ms = util_now_ms();
+	rc = ctl__chat_loop(nc, sub, c, a, subj, deadline);
 out:
+	for (size_t i = 0; i < CTL_PENDING_MAX; i++)
+		free(c->pending[i].data);
+	free(c->replay_subject);
+	natsSubscription_Destroy(c->replay_sub);
+	natsInbox_Destroy(inbox);
 	natsSubscription_Destroy(sub);
+	free(c);
 	buf_free(&body);
 	free(stream_subj);
 	return rc;
@@ -913,13 +1104,14 @@ static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const cha
 
 static int ctl__run(int argc, char **argv)
 {
-	struct ctl_args a = { .timeout_s = 120.0 };
+	struct ctl_args a = { .timeout_s = 120.0, .keepalive_ms = CTL_KEEPALIVE_MS };
 	const char *const *args = NULL;
 	size_t nargs = 0;
 	unsigned cmd = 0;
 	struct ctl_modelcfg cfg = { 0 };
 	struct contract_subjects subj = { 0 };
 	natsConnection *nc = NULL;
+	static int reconnected; /* outlives nc: nats.c's threads may still run */
 	int rc = CTL_EXIT_USAGE;
 
 	if (ctl__parse_args(argc, argv, &a))
@@ -966,11 +1158,11 @@ static int ctl__run(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	rc = CTL_EXIT_FAIL;
-	nc = ctl__connect(&a);
+	nc = ctl__connect(&a, &reconnected);
 	if (!nc)
 		goto out;
 	switch (cmd) {
-	case CTL_CMD_CHAT: rc = ctl__cmd_chat(nc, &a, &subj, args[0]); break;
+	case CTL_CMD_CHAT: rc = ctl__cmd_chat(nc, &a, &subj, &reconnected, args[0]); break;
 	case CTL_CMD_SERVE: rc = ctl__cmd_serve(nc, &subj, args[0], &cfg); break;
 	case CTL_CMD_SET:
 	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &subj, &cfg); break;

@@ -175,8 +175,10 @@ static void test_defaults_match_example(void **state)
 	assert_int_equal(d.shutdown_grace_ms, 30000);
 	assert_string_equal(d.prompt_memory_template,
 			    "What you know about the user:\nProfile: {profile}\n{facts}");
-	/* "" in the file means <hostname>-<pid>. */
+	/* "" in the file means <hostname>-<pid>, the host name's first label
+	 * (the id is a subject token: no dots). */
 	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	host[strcspn(host, ".")] = '\0';
 	snprintf(expect_id, sizeof(expect_id), "%s-%ld", host, (long)getpid());
 	assert_string_equal(d.instance_id, expect_id);
 	assert_string_equal(c.instance_id, expect_id);
@@ -501,7 +503,10 @@ static void test_cross_field(void **state)
 
 	expect_error("{\"queue_group\": \"a b\"}", ":1: key 'queue_group': must be non-empty and without blanks");
 	expect_error("{\"queue_group\": \"\"}", ":1: key 'queue_group': must be non-empty and without blanks");
-	expect_error("{\"instance_id\": \"a\\nb\"}", ":1: key 'instance_id': must not contain blanks or control characters");
+	expect_error("{\"instance_id\": \"a\\nb\"}",
+		     ":1: key 'instance_id': must be 1-64 characters of A-Z a-z 0-9 _ - (it is a NATS subject token)");
+	expect_error("{\"instance_id\": \"host.example\"}",
+		     ":1: key 'instance_id': must be 1-64 characters of A-Z a-z 0-9 _ - (it is a NATS subject token)");
 
 	load_ok("{\"nats\": {\"user\": \"u\", \"password\": \"" SECRET "\"}, \"log\": {\"level\": \"warn\"}}", &c);
 	assert_string_equal(c.nats_password, SECRET);

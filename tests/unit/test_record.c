@@ -87,7 +87,7 @@ static void test_bound_drops_oldest(void **state)
 {
 	struct record r;
 	struct seen s = { 0 };
-	char d[8];
+	char d[16];
 
 	(void)state;
 	record_init(&r, 0, 100); /* 10 entries of 5 + 5 bytes fit */

@@ -134,6 +134,9 @@ static struct fake *fake_new(const char *model)
 	config_defaults(&f->cfg);
 	f->cfg.pool_max_attempts = 3;
 	f->cfg.timeouts_total_ms = 10000;
+	f->cfg.stream_keepalive_ms = 0; /* the keepalive tests turn them on */
+	free(f->cfg.instance_id);
+	f->cfg.instance_id = strdup("inst-1");
 	contract_subjects_init(&f->subj, "t");
 	modelcfg_store_init(&f->models);
 	if (model) {
@@ -545,6 +548,215 @@ static void test_drain_when_idle(void **state)
 	fake_free(f);
 }
 
+/* ---- keepalives, replay and the linger ---- */
+
+static void test_ack_names_instance(void **state)
+{
+	struct fake *f = fake_new(NULL);
+	struct contract_ack ack;
+
+	(void)state;
+	submit(f, "r1");
+	assert_int_equal(contract_decode_ack(f->pub[0].data, strlen(f->pub[0].data), &ack), 0);
+	assert_string_equal(ack.instance, "inst-1");
+	end_ok(&f->src[0]);
+	fake_free(f);
+}
+
+static void test_keepalive_when_silent(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+	struct contract_event ev[16];
+
+	(void)state;
+	f->cfg.stream_keepalive_ms = 1000;
+	submit(f, "r1");
+	submit(f, "r2");
+	f->now += 999;
+	requests_tick(f->rq);
+	int before = f->npub;
+	delta(&f->src[1], "x"); /* r2 speaks: only r1 is due */
+	f->now += 1;
+	requests_tick(f->rq);
+	assert_int_equal(f->npub, before + 2); /* r2's token, r1's keepalive */
+	f->now += 500;
+	requests_tick(f->rq); /* nobody is due: r1 just had its keepalive, r2 its token */
+	assert_int_equal(f->npub, before + 2);
+	f->now += 500;
+	requests_tick(f->rq); /* both silent for 1000 ms now */
+	assert_int_equal(f->npub, before + 4);
+	/* A retry under way keeps the keepalives coming; they are not deltas. */
+	end_err(&f->src[0], CONTRACT_UPSTREAM_UNAVAILABLE, true, false);
+	assert_int_equal(f->nsrc, 3);
+	delta(&f->src[2], "late");
+	end_ok(&f->src[2]);
+	end_ok(&f->src[1]);
+	int n = stream_of(f, "r1", ev, 16);
+	assert_int_equal(n, 4);
+	assert_int_equal(ev[0].type, CONTRACT_EV_KEEPALIVE);
+	assert_int_equal(ev[1].type, CONTRACT_EV_KEEPALIVE);
+	assert_string_equal(ev[2].delta, "late");
+	assert_int_equal(int_field(&ev[3], "attempts"), 2);
+	events_free(ev, n);
+	n = stream_of(f, "r2", ev, 16);
+	assert_int_equal(n, 3);
+	events_free(ev, n);
+	fake_free(f);
+}
+
+/* The replayed events of rid (after publish index from), decoded. */
+static int replayed(struct fake *f, int from, const char *rid, struct contract_event *ev, int max)
+{
+	char subject[160], err[128];
+	int n = 0;
+
+	snprintf(subject, sizeof(subject), "t.chat.stream.%s", rid);
+	for (int i = from; i < f->npub; i++) {
+		if (strcmp(f->pub[i].subject, subject))
+			continue;
+		assert_true(n < max);
+		assert_int_equal(contract_decode_event(f->pub[i].data, strlen(f->pub[i].data), &ev[n], err, sizeof(err)), 0);
+		assert_true(ev[n].replay);
+		n++;
+	}
+	return n;
+}
+
+static void replay(struct fake *f, const char *body)
+{
+	requests_replay(f->rq, body, strlen(body), "reply.2");
+}
+
+static struct contract_replay_answer last_answer(struct fake *f)
+{
+	struct contract_replay_answer a;
+
+	assert_string_equal(f->pub[f->npub - 1].subject, "reply.2");
+	assert_int_equal(contract_decode_replay_answer(f->pub[f->npub - 1].data, strlen(f->pub[f->npub - 1].data), &a), 0);
+	return a;
+}
+
+static void test_replay_live_and_after_end(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+	struct contract_event ev[16];
+	struct contract_replay_answer a;
+
+	(void)state;
+	f->cfg.stream_replay_linger_ms = 30000;
+	submit(f, "r1");
+	delta(&f->src[0], "a");
+	delta(&f->src[0], "b");
+	delta(&f->src[0], "c");
+	int mark = f->npub;
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":1}");
+	int n = replayed(f, mark, "r1", ev, 16);
+	assert_int_equal(n, 2);
+	assert_int_equal(ev[0].seq, 1);
+	assert_string_equal(ev[0].delta, "b");
+	assert_string_equal(ev[1].delta, "c");
+	events_free(ev, n);
+	a = last_answer(f);
+	assert_true(a.ok);
+	assert_int_equal(a.first_seq, 1);
+	assert_int_equal(a.next_seq, 3);
+
+	end_ok(&f->src[0]);
+	assert_int_equal(requests_inflight(f->rq), 0);
+	/* Within the linger: the terminal event comes again too. */
+	f->now += 29999;
+	requests_tick(f->rq);
+	mark = f->npub;
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":2}");
+	n = replayed(f, mark, "r1", ev, 16);
+	assert_int_equal(n, 2);
+	assert_string_equal(ev[0].delta, "c");
+	assert_int_equal(ev[1].type, CONTRACT_EV_DONE);
+	assert_int_equal(int_field(&ev[1], "attempts"), 1);
+	events_free(ev, n);
+	/* After it: a clear error. */
+	f->now += 1;
+	requests_tick(f->rq);
+	mark = f->npub;
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":0}");
+	assert_int_equal(f->npub, mark + 1);
+	a = last_answer(f);
+	assert_false(a.ok);
+	assert_string_equal(a.code, "unknown_request");
+	fake_free(f);
+}
+
+static void test_replay_refusals(void **state)
+{
+	struct fake *f = fake_new(NULL);
+	struct contract_replay_answer a;
+
+	(void)state;
+	replay(f, "{\"request_id\":\"nope\",\"from_seq\":0}");
+	a = last_answer(f);
+	assert_false(a.ok);
+	assert_string_equal(a.code, "unknown_request");
+	replay(f, "{\"request_id\":\"r.1\"}");
+	assert_string_equal(last_answer(f).code, "bad_request");
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":-1}");
+	assert_string_equal(last_answer(f).code, "bad_request");
+	replay(f, "not json");
+	assert_string_equal(last_answer(f).code, "bad_request");
+	int before = f->npub;
+	requests_replay(f->rq, "{\"request_id\":\"x\"}", 18, NULL); /* no reply subject: nothing */
+	assert_int_equal(f->npub, before);
+	fake_free(f);
+}
+
+static void test_replay_truncated(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+	struct contract_event ev[64];
+	char text[32];
+
+	(void)state;
+	f->cfg.limits_replay_bytes = 200;
+	submit(f, "r1");
+	for (int i = 0; i < 40; i++) {
+		snprintf(text, sizeof(text), "tok%02d", i);
+		delta(&f->src[0], text);
+	}
+	int mark = f->npub;
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":0}");
+	struct contract_replay_answer a = last_answer(f);
+	assert_false(a.ok);
+	assert_string_equal(a.code, "replay_truncated");
+	assert_true(a.first_seq > 0);
+	assert_int_equal(a.next_seq, 40);
+	int n = replayed(f, mark, "r1", ev, 64);
+	assert_int_equal(n, 40 - (int)a.first_seq);
+	snprintf(text, sizeof(text), "tok%02d", (int)a.first_seq);
+	assert_string_equal(ev[0].delta, text);
+	events_free(ev, n);
+	end_ok(&f->src[0]);
+	fake_free(f);
+}
+
+static void test_resubmit_replaces_lingering(void **state)
+{
+	struct fake *f = fake_new(NULL);
+	struct contract_event ev[8];
+
+	(void)state;
+	f->cfg.stream_replay_linger_ms = 30000;
+	submit(f, "r1");
+	end_ok(&f->src[0]);
+	submit(f, "r1"); /* the same id again, after its end: a new stream */
+	assert_int_equal(requests_inflight(f->rq), 1);
+	end_ok(&f->src[1]);
+	int mark = f->npub;
+	replay(f, "{\"request_id\":\"r1\",\"from_seq\":0}");
+	int n = replayed(f, mark, "r1", ev, 8);
+	assert_int_equal(n, 1); /* the second stream's done only */
+	events_free(ev, n);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -562,6 +774,12 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_end_all_and_drain),
 		cmocka_unit_test(test_drain_when_idle),
+		cmocka_unit_test(test_ack_names_instance),
+		cmocka_unit_test(test_keepalive_when_silent),
+		cmocka_unit_test(test_replay_live_and_after_end),
+		cmocka_unit_test(test_replay_refusals),
+		cmocka_unit_test(test_replay_truncated),
+		cmocka_unit_test(test_resubmit_replaces_lingering),
 	};
 	log_set_level(LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
