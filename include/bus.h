@@ -58,9 +58,17 @@ int bus_config_request(struct bus *b, const char *data, size_t len) UTIL_WUR;
 /* Joins the submit and probe queue groups (once the model is known);
  * BUS_READY follows when the server confirmed them. */
 int bus_join_queue(struct bus *b) UTIL_WUR;
-/* Leaves the queue groups so new requests go to other dispatchers; what the
- * server had already routed to us is still delivered (and answered). */
+/* Leaves the queue groups for good (shutdown) so new requests go to other
+ * dispatchers; what the server had already routed to us is still delivered
+ * (and answered). */
 void bus_leave_queue(struct bus *b);
+/* Admission: leaves (false) or rejoins (true) the submit queue group only,
+ * so NATS routes submits to dispatchers with room; submits already routed
+ * here are still delivered. No effect before bus_join_queue or after
+ * bus_leave_queue. */
+void bus_set_admission(struct bus *b, bool open);
+/* In the submit queue group now (joined, not left for capacity or shutdown). */
+bool bus_admission_open(const struct bus *b);
 /* Round trip to the server on a worker thread (the loop keeps running);
  * BUS_FLUSHED arrives on the loop when done or after timeout_ms. */
 void bus_flush(struct bus *b, int timeout_ms);

@@ -44,6 +44,7 @@ struct config {
 	long long limits_max_sse_line_bytes;
 	long long limits_max_connections_per_endpoint; /* restart */
 	long long limits_replay_bytes;
+	long long limits_rejoin_below_pct;
 
 	long long stream_keepalive_ms;
 	long long stream_replay_linger_ms;

@@ -21,6 +21,7 @@ struct modelcfg_endpoint {
 	char *base_url; /* trailing '/' removed; never NULL */
 	char *api_key;  /* "" when absent */
 	int weight;     /* >= 1 */
+	int max_inflight; /* attempts in progress at most, from this dispatcher; 0: no cap */
 };
 
 struct modelcfg {
@@ -38,6 +39,9 @@ struct modelcfg {
 	bool has_revision;
 	long long revision;
 	bool ready; /* model non-empty and at least one endpoint */
+	/* The sum of the endpoints' max_inflight when every endpoint has one:
+	 * requests this dispatcher can send at once; 0 when unbounded. */
+	long capacity;
 };
 
 /* Parses a ModelConfig message body: an object, `null`, `{}`, or an empty or

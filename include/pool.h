@@ -46,9 +46,10 @@ void pool_free(struct pool *p);
 void pool_set_eject_after(struct pool *p, int eject_after);
 
 /* Picks an endpoint index of cfg for a new attempt, preferring those whose bit
- * is not set in tried (bit i = endpoint i). Takes an outstanding slot on the
- * chosen endpoint's health, returned in *ep; release it with pool_release.
- * Returns -1 only if cfg has no endpoints. */
+ * is not set in tried (bit i = endpoint i) and skipping those at their
+ * max_inflight. Takes an outstanding slot on the chosen endpoint's health,
+ * returned in *ep; release it with pool_release. Returns -1 if cfg has no
+ * endpoints or every one is at its cap. */
 int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64_t now, struct pool_ep **ep);
 /* Ends an attempt. retry_after_ms (from a 429/503 Retry-After, else 0) keeps
  * the endpoint out of rotation at least that long. */

@@ -35,6 +35,10 @@ struct request_ops {
 	struct stub *(*stub_start)(void *ud, char *text, long long ttft_ms, long long inter_ms,
 				   const struct upstream_cbs *cbs, void *cb_ud);
 	void (*stub_cancel)(void *ud, struct stub *s);
+	/* Admission: false when this dispatcher is full (leave the submit queue
+	 * group so NATS routes new submits elsewhere), true when it has room
+	 * again (rejoin). Called on changes only, never while draining. */
+	void (*admission)(void *ud, bool open);
 	void *ud;
 };
 
@@ -85,6 +89,12 @@ void requests_tick(struct requests *rq);
 /* Stops taking new requests; on_idle runs once no request is left in flight
  * (at once if none is). */
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud);
+/* Re-evaluates admission after something that changes capacity outside a
+ * request (a new model config, a reload). Full is limits.max_inflight
+ * requests, or the model's capacity (the sum of its endpoints'
+ * max_inflight) when smaller; room again is at most limits.rejoin_below_pct
+ * of that. */
+void requests_check_admission(struct requests *rq);
 /* Ends every request in flight with an error event of the given code. */
 void requests_end_all(struct requests *rq, enum contract_code code, const char *message);
 size_t requests_inflight(const struct requests *rq);

@@ -26,6 +26,10 @@
 #define BUS_FLUSH_TIMEOUT_MS 5000
 #define BUS_FLUSH_RETRY_MS 1000
 
+/* Submit subscriptions draining at once after leaving for capacity; past
+ * this, a leave waits for one to finish (the flapping is bounded anyway). */
+#define BUS_GONE_MAX 8
+
 /* What a flush is for. */
 #define BUS__FLUSH_CONNECTED 1u /* control subscriptions placed: report BUS_CONNECTED */
 #define BUS__FLUSH_JOINED 2u    /* queue groups joined: report BUS_READY */
@@ -55,6 +59,11 @@ struct bus {
 	struct contract_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
+	/* Submit subscriptions left for capacity, still draining: what the
+	 * server routed to them before the UNSUB is delivered and answered. */
+	struct bus_sub gone[BUS_GONE_MAX];
+	bool admission_closed; /* bus_set_admission(false): out of the submit queue group */
+	bool leaving;          /* bus_leave_queue: for good */
 
 	bus_cb cb;
 	void *ud;
@@ -138,8 +147,8 @@ static void bus__pull(uv_check_t *h)
 	struct bus *b = h->data;
 	bool more = false;
 
-	for (int i = 0; i < BUS_SUB_COUNT; i++) {
-		struct bus_sub *s = &b->subs[i];
+	for (int i = 0; i < BUS_SUB_COUNT + BUS_GONE_MAX; i++) {
+		struct bus_sub *s = i < BUS_SUB_COUNT ? &b->subs[i] : &b->gone[i - BUS_SUB_COUNT];
 		for (int n = 0; s->sub && n < BUS_PULL_BATCH; n++) {
 			natsMsg *msg = NULL;
 			natsStatus st = natsSubscription_NextMsg(&msg, s->sub, 0);
@@ -574,19 +583,56 @@ int bus_config_request(struct bus *b, const char *data, size_t len)
 	return 0;
 }
 
+static void bus__drain_sub(struct bus_sub *s)
+{
+	if (s->sub && !s->draining) {
+		s->draining = true;
+		if (natsSubscription_DrainTimeout(s->sub, BUS_FLUSH_TIMEOUT_MS) != NATS_OK)
+			natsSubscription_Unsubscribe(s->sub);
+	}
+}
+
+void bus_set_admission(struct bus *b, bool open)
+{
+	char err[256];
+
+	if (!b->join_wanted || b->leaving || open == !b->admission_closed)
+		return;
+	if (!open) {
+		struct bus_sub *slot = NULL;
+		for (int i = 0; i < BUS_GONE_MAX && !slot; i++)
+			if (!b->gone[i].sub)
+				slot = &b->gone[i];
+		if (!slot) {
+			log_warn(NULL, "nats: still draining %d earlier leaves; staying in the submit queue group", BUS_GONE_MAX);
+			return;
+		}
+		*slot = b->subs[BUS_SUB_SUBMIT];
+		memset(&b->subs[BUS_SUB_SUBMIT], 0, sizeof(b->subs[BUS_SUB_SUBMIT]));
+		bus__drain_sub(slot);
+		b->admission_closed = true;
+		return;
+	}
+	if (bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, sizeof(err)) < 0) {
+		log_error(NULL, "%s; staying out of the submit queue group", err);
+		return;
+	}
+	b->admission_closed = false;
+}
+
+bool bus_admission_open(const struct bus *b)
+{
+	return b->join_wanted && !b->admission_closed && !b->leaving;
+}
+
 void bus_leave_queue(struct bus *b)
 {
 	/* Drain, not unsubscribe: the server may already have routed submits
 	 * to us alone; nats.c keeps delivering until the server confirmed the
 	 * UNSUB, and the check handle answers them (busy: we are draining). */
-	for (int i = BUS_SUB_PROBE; i <= BUS_SUB_SUBMIT; i++) {
-		struct bus_sub *s = &b->subs[i];
-		if (s->sub && !s->draining) {
-			s->draining = true;
-			if (natsSubscription_DrainTimeout(s->sub, BUS_FLUSH_TIMEOUT_MS) != NATS_OK)
-				natsSubscription_Unsubscribe(s->sub);
-		}
-	}
+	b->leaving = true;
+	for (int i = BUS_SUB_PROBE; i <= BUS_SUB_SUBMIT; i++)
+		bus__drain_sub(&b->subs[i]);
 }
 
 void bus_flush(struct bus *b, int timeout_ms)
@@ -636,6 +682,9 @@ void bus_free(struct bus *b)
 	for (int i = 0; i < BUS_SUB_COUNT; i++)
 		if (b->subs[i].sub)
 			natsSubscription_Destroy(b->subs[i].sub);
+	for (int i = 0; i < BUS_GONE_MAX; i++)
+		if (b->gone[i].sub)
+			natsSubscription_Destroy(b->gone[i].sub);
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	/* The loop is over, so waiting blocks nothing: nats.c's threads

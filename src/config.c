@@ -122,6 +122,8 @@ static const struct config__key config__keys[] = {
 	      "Longest silence of the upstream between two chunks once streaming."),
 	K_INT("timeouts.total_ms", timeouts_total_ms, 600000, 1, 86400000, true, NULL,
 	      "Whole lifetime of one request."),
+	K_INT("limits.rejoin_below_pct", limits_rejoin_below_pct, 90, 1, 100, true, NULL,
+	      "A full dispatcher leaves the submit queue group and rejoins at or below this percent of its capacity."),
 	K_INT("limits.replay_bytes", limits_replay_bytes, 65536, 0, 67108864, true, NULL,
 	      "Bytes of each stream's record kept for replay (gap repair); past it the oldest events are dropped (0: no replay)."),
 	K_INT("stream.keepalive_ms", stream_keepalive_ms, 5000, 0, 3600000, true, NULL,

@@ -124,7 +124,11 @@ static void main__on_model_known(void *ud)
 
 static void main__on_model_applied(void *ud)
 {
-	main__update_status(ud);
+	struct dispatcher *d = ud;
+
+	if (d->requests)
+		requests_check_admission(d->requests); /* the model's capacity may differ */
+	main__update_status(d);
 }
 
 static void main__log_metrics(struct dispatcher *d)
@@ -231,6 +235,7 @@ static void main__reload(struct dispatcher *d)
 		pool_set_eject_after(d->pool, (int)next->pool_eject_after);
 		control_set_config(d->control, next);
 		requests_set_config(d->requests, next);
+		requests_check_admission(d->requests);
 		uv_timer_start(&d->tick_timer, main__on_tick, main__tick_ms(next), main__tick_ms(next));
 		config_free(old);
 		free(old);
@@ -354,6 +359,11 @@ static void main__op_stub_cancel(void *ud, struct stub *s)
 {
 	(void)ud;
 	stub_cancel(s);
+}
+
+static void main__op_admission(void *ud, bool open)
+{
+	bus_set_admission(((struct dispatcher *)ud)->bus, open);
 }
 
 static void main__close_cb(uv_handle_t *h)
@@ -522,6 +532,7 @@ int main(int argc, char **argv)
 		.upstream_cancel = main__op_upstream_cancel,
 		.stub_start = main__op_stub_start,
 		.stub_cancel = main__op_stub_cancel,
+		.admission = main__op_admission,
 		.ud = d,
 	};
 	d->requests = requests_new(&d->ops, bus_subjects(d->bus), &d->models, d->pool, d->cfg, &d->chunk_latency);

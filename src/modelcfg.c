@@ -55,7 +55,7 @@ static bool modelcfg__scheme_ok(const char *url)
 	return !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
 }
 
-static void modelcfg__add_endpoint(struct modelcfg *c, const char *url, const char *key, int weight)
+static void modelcfg__add_endpoint(struct modelcfg *c, const char *url, const char *key, int weight, int max_inflight)
 {
 	struct modelcfg_endpoint *e;
 
@@ -65,6 +65,7 @@ static void modelcfg__add_endpoint(struct modelcfg *c, const char *url, const ch
 	modelcfg__strip_slash(e->base_url);
 	e->api_key = xstrdup(key);
 	e->weight = weight;
+	e->max_inflight = max_inflight;
 }
 
 /* "endpoints": an array of {"base_url": string, "api_key": string?, "weight": 1..1000?}. */
@@ -83,7 +84,7 @@ static int modelcfg__endpoints(struct modelcfg *c, json_t *arr, char *err, size_
 	}
 	json_array_foreach(arr, i, e) {
 		json_t *url = json_object_get(e, "base_url"), *key = json_object_get(e, "api_key");
-		json_t *w = json_object_get(e, "weight");
+		json_t *w = json_object_get(e, "weight"), *mi = json_object_get(e, "max_inflight");
 		if (!json_is_object(e)) {
 			snprintf(err, errlen, "endpoints[%zu]: must be an object", i);
 			return -1;
@@ -105,9 +106,15 @@ static int modelcfg__endpoints(struct modelcfg *c, json_t *arr, char *err, size_
 			snprintf(err, errlen, "endpoints[%zu].weight: must be an integer from 1 to 1000", i);
 			return -1;
 		}
+		if (mi && !json_is_null(mi) &&
+		    (!json_is_integer(mi) || json_integer_value(mi) < 1 || json_integer_value(mi) > 1000000)) {
+			snprintf(err, errlen, "endpoints[%zu].max_inflight: must be an integer from 1 to 1000000", i);
+			return -1;
+		}
 		/* An endpoint without its own key uses the config's api_key. */
 		modelcfg__add_endpoint(c, json_string_value(url), json_is_string(key) ? json_string_value(key) : c->api_key,
-				       json_is_integer(w) ? (int)json_integer_value(w) : 1);
+				       json_is_integer(w) ? (int)json_integer_value(w) : 1,
+				       json_is_integer(mi) ? (int)json_integer_value(mi) : 0);
 	}
 	return 0;
 }
@@ -177,7 +184,7 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 			snprintf(err, errlen, "base_url: must be an http:// or https:// URL");
 			goto fail;
 		}
-		modelcfg__add_endpoint(c, c->base_url, c->api_key, 1);
+		modelcfg__add_endpoint(c, c->base_url, c->api_key, 1, 0);
 	}
 	if (c->nendpoints && !c->base_url[0]) {
 		free(c->base_url);
@@ -199,6 +206,13 @@ struct modelcfg *modelcfg_parse(const char *json, size_t len, char *err, size_t 
 		c->revision = json_integer_value(rev);
 	}
 	c->ready = c->nendpoints > 0 && c->model[0];
+	for (size_t i = 0; i < c->nendpoints; i++) {
+		if (!c->endpoints[i].max_inflight) {
+			c->capacity = 0;
+			break;
+		}
+		c->capacity += c->endpoints[i].max_inflight;
+	}
 	json_decref(root);
 	return c;
 

@@ -100,6 +100,8 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 		size_t i = (start + k) % n;
 		const struct modelcfg_endpoint *ce = &cfg->endpoints[i];
 		struct pool_ep *e = pool_get(p, ce->base_url);
+		if (ce->max_inflight && e->outstanding >= ce->max_inflight)
+			continue; /* at its cap: not even as a fallback */
 		if (i < 64 && (tried >> i) & 1)
 			continue;
 		if (!pool__available(e, now)) {
@@ -121,8 +123,9 @@ int pool_pick(struct pool *p, const struct modelcfg *cfg, uint64_t tried, uint64
 		best_ep->current -= total;
 	if (!best_ep) {
 		if (!fallback_ep) {
-			/* Every endpoint was excluded as tried: start over. */
-			return pool_pick(p, cfg, 0, now, out);
+			/* Every endpoint was excluded as tried: start over; or
+			 * every one is at its cap: none now. */
+			return tried ? pool_pick(p, cfg, 0, now, out) : -1;
 		}
 		best = fallback;
 		best_ep = fallback_ep;

@@ -88,6 +88,7 @@ struct requests {
 	struct rlist ended_list;    /* by end */
 
 	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
+	bool full;     /* admission closed: out of the submit queue group */
 	bool draining;
 	void (*on_idle)(void *ud);
 	void *idle_ud;
@@ -255,6 +256,40 @@ static void request__release_ep(struct request *r, enum pool_outcome o, unsigned
 	r->ep = NULL;
 }
 
+/* ---- admission ---- */
+
+/* Requests this dispatcher takes at once: limits.max_inflight, or fewer when
+ * every endpoint of the model has a max_inflight. */
+static size_t request__capacity(const struct requests *rq)
+{
+	size_t max = (size_t)rq->cfg->limits_max_inflight;
+	const struct modelcfg *m = rq->models->active;
+
+	if (m->ready && m->capacity > 0 && (size_t)m->capacity < max)
+		max = (size_t)m->capacity;
+	return max;
+}
+
+void requests_check_admission(struct requests *rq)
+{
+	size_t max = request__capacity(rq), n = rq->live.count;
+	size_t low = max * (size_t)rq->cfg->limits_rejoin_below_pct / 100;
+
+	if (rq->draining)
+		return;
+	if (low >= max)
+		low = max - 1; /* rejoin below full, at least */
+	if (!rq->full && n >= max) {
+		rq->full = true;
+		log_info(NULL, "full (%zu requests in flight, capacity %zu): leaving the submit queue group", n, max);
+		rq->ops->admission(rq->ops->ud, false);
+	} else if (rq->full && n <= low) {
+		rq->full = false;
+		log_info(NULL, "room again (%zu in flight, capacity %zu): rejoining the submit queue group", n, max);
+		rq->ops->admission(rq->ops->ud, true);
+	}
+}
+
 /* The one exit of a request. res->code CONTRACT_OK means done. The source
  * must already be stopped or finished. */
 static void request__finish(struct request *r, const struct upstream_result *res)
@@ -302,6 +337,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 		request__free(r);
 	}
 
+	requests_check_admission(rq);
 	if (rq->draining && rq->live.count == 0 && rq->on_idle) {
 		void (*cb)(void *) = rq->on_idle;
 		rq->on_idle = NULL;
@@ -486,7 +522,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		goto out;
 	}
-	if (rq->draining || rq->live.count >= (size_t)cfg->limits_max_inflight) {
+	if (rq->draining || rq->live.count >= request__capacity(rq)) {
 		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
 		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->live.count);
 		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
@@ -505,6 +541,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	record_init(&r->rec, 0, (size_t)cfg->limits_replay_bytes);
 	rtable_insert(&rq->live, r);
 	rlist_append(&rq->live_list, r);
+	requests_check_admission(rq);
 	request__ack(rq, reply, r->rid, CONTRACT_OK, NULL);
 
 	struct modelcfg *m = modelcfg_store_get(rq->models);

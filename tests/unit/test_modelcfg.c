@@ -378,6 +378,36 @@ static void test_revision_bounds(void **state)
 	}
 }
 
+static void test_endpoint_caps(void **state)
+{
+	char err[256];
+	struct modelcfg *c;
+
+	(void)state;
+	c = must_parse("{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a\",\"max_inflight\":3},"
+		       "{\"base_url\":\"http://b\",\"max_inflight\":5}]}");
+	assert_int_equal(c->endpoints[0].max_inflight, 3);
+	assert_int_equal(c->capacity, 8);
+	modelcfg_unref(c);
+	/* One endpoint without a cap: the model is not bounded. */
+	c = must_parse("{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a\",\"max_inflight\":3},"
+		       "{\"base_url\":\"http://b\",\"max_inflight\":null}]}");
+	assert_int_equal(c->endpoints[1].max_inflight, 0);
+	assert_int_equal(c->capacity, 0);
+	modelcfg_unref(c);
+	c = must_parse("{\"model\":\"m\",\"base_url\":\"http://a\"}");
+	assert_int_equal(c->capacity, 0);
+	modelcfg_unref(c);
+	static const char *const bad[] = { "0", "-1", "1.5", "\"2\"", "1000001" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char body[256];
+		snprintf(body, sizeof(body), "{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a\",\"max_inflight\":%s}]}",
+			 bad[i]);
+		assert_null(parse(body, err, sizeof(err)));
+		assert_string_equal(err, "endpoints[0].max_inflight: must be an integer from 1 to 1000000");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_endpoints),
 		cmocka_unit_test(test_refused_schemes),
 		cmocka_unit_test(test_revision_bounds),
+		cmocka_unit_test(test_endpoint_caps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,6 +218,37 @@ static void test_prune_keeps_held(void **state)
 	modelcfg_unref(other);
 }
 
+static void test_caps_skip_full_endpoints(void **state)
+{
+	char err[128];
+	const char *body = "{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a/v1\",\"max_inflight\":1},"
+			   "{\"base_url\":\"http://b/v1\",\"max_inflight\":2}]}";
+	struct modelcfg *c = modelcfg_parse(body, strlen(body), err, sizeof(err));
+	struct pool *p = pool_new(3);
+	struct pool_ep *ep[4];
+	int got[2] = { 0, 0 };
+
+	(void)state;
+	assert_non_null(c);
+	for (int i = 0; i < 3; i++) {
+		int k = pool_pick(p, c, 0, 0, &ep[i]);
+		assert_true(k == 0 || k == 1);
+		got[k]++;
+	}
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 2);
+	/* Every endpoint at its cap: none, also when the tried ones are reset. */
+	assert_int_equal(pool_pick(p, c, 3, 0, &ep[3]), -1);
+	assert_int_equal(pool_pick(p, c, 0, 0, &ep[3]), -1);
+	pool_release(p, ep[0], POOL_SUCCESS, 0, 0);
+	assert_int_equal(pool_pick(p, c, 0, 0, &ep[3]), 0);
+	pool_release(p, ep[3], POOL_SUCCESS, 0, 0);
+	for (int i = 1; i < 3; i++)
+		pool_release(p, ep[i], POOL_SUCCESS, 0, 0);
+	pool_free(p);
+	modelcfg_unref(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_tried_is_avoided),
 		cmocka_unit_test(test_prune_keeps_held),
+		cmocka_unit_test(test_caps_skip_full_endpoints),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,8 +19,8 @@
 #include "pool.h"
 #include "request.h"
 
-#define MAX_EVENTS 64
-#define MAX_ATTEMPTS 8
+#define MAX_EVENTS 128
+#define MAX_ATTEMPTS 32
 
 /* One upstream attempt or stub run the request started. */
 struct fake_source {
@@ -43,6 +43,8 @@ struct fake {
 	int nsrc;
 	bool refuse_start; /* upstream_start returns NULL */
 	int idle_calls;
+	int admission_calls;
+	bool admission_open;
 
 	struct config cfg;
 	struct contract_subjects subj;
@@ -116,6 +118,14 @@ static void fake_stub_cancel(void *ud, struct stub *st)
 	((struct fake_source *)st)->cancelled = true;
 }
 
+static void fake_admission(void *ud, bool open)
+{
+	struct fake *f = ud;
+
+	f->admission_calls++;
+	f->admission_open = open;
+}
+
 static void fake_on_idle(void *ud)
 {
 	((struct fake *)ud)->idle_calls++;
@@ -147,7 +157,7 @@ static struct fake *fake_new(const char *model)
 	f->pool = pool_new(3);
 	f->now = 1000;
 	f->ops = (struct request_ops){ fake_now,	    fake_publish,     fake_upstream_start, fake_upstream_cancel,
-				       fake_stub_start, fake_stub_cancel, f };
+				       fake_stub_start, fake_stub_cancel, fake_admission,  f };
 	f->rq = requests_new(&f->ops, &f->subj, &f->models, f->pool, &f->cfg, NULL);
 	return f;
 }
@@ -757,6 +767,80 @@ static void test_resubmit_replaces_lingering(void **state)
 	fake_free(f);
 }
 
+/* ---- admission ---- */
+
+static void test_admission_hysteresis(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+	char rid[16];
+
+	(void)state;
+	f->cfg.limits_max_inflight = 10;
+	f->cfg.limits_rejoin_below_pct = 70;
+	for (int i = 0; i < 9; i++) {
+		snprintf(rid, sizeof(rid), "r%d", i);
+		submit(f, rid);
+	}
+	assert_int_equal(f->admission_calls, 0);
+	submit(f, "r9"); /* the tenth: full */
+	assert_int_equal(f->admission_calls, 1);
+	assert_false(f->admission_open);
+	submit(f, "r10"); /* routed here before the leave took effect: busy */
+	assert_ack(f, f->npub - 2, false, "busy");
+	/* 9 and 8 in flight: above the low mark (70% of 10), stay out. */
+	end_ok(&f->src[0]);
+	end_ok(&f->src[1]);
+	assert_int_equal(f->admission_calls, 1);
+	f->cfg.limits_rejoin_below_pct = 80; /* a reload moves the mark to 8 */
+	requests_check_admission(f->rq);
+	assert_int_equal(f->admission_calls, 2);
+	assert_true(f->admission_open);
+	for (int i = 2; i < 10; i++)
+		end_ok(&f->src[i]);
+	assert_int_equal(f->admission_calls, 2); /* no flapping on the way down */
+	fake_free(f);
+}
+
+static void test_admission_endpoint_caps(void **state)
+{
+	struct fake *f = fake_new("{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a\",\"max_inflight\":2},"
+				  "{\"base_url\":\"http://b\",\"max_inflight\":1}]}");
+
+	(void)state;
+	submit(f, "r1");
+	submit(f, "r2");
+	assert_int_equal(f->admission_calls, 0);
+	submit(f, "r3"); /* 2 + 1: every endpoint at its cap */
+	assert_int_equal(f->admission_calls, 1);
+	assert_false(f->admission_open);
+	int a = 0, b = 0;
+	for (int i = 0; i < 3; i++)
+		*(strcmp(f->src[i].base_url, "http://a") ? &b : &a) += 1;
+	assert_int_equal(a, 2); /* the pool never put a third on a */
+	assert_int_equal(b, 1);
+	submit(f, "r4");
+	assert_ack(f, f->npub - 2, false, "busy");
+	for (int i = 0; i < 3; i++)
+		end_ok(&f->src[i]);
+	assert_true(f->admission_open);
+	fake_free(f);
+}
+
+static void test_no_admission_calls_while_draining(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+
+	(void)state;
+	f->cfg.limits_max_inflight = 1;
+	submit(f, "r1");
+	assert_int_equal(f->admission_calls, 1);
+	requests_drain(f->rq, fake_on_idle, f);
+	end_ok(&f->src[0]);
+	assert_int_equal(f->admission_calls, 1); /* shutting down: it left for good */
+	assert_int_equal(f->idle_calls, 1);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -780,6 +864,9 @@ int main(void)
 		cmocka_unit_test(test_replay_refusals),
 		cmocka_unit_test(test_replay_truncated),
 		cmocka_unit_test(test_resubmit_replaces_lingering),
+		cmocka_unit_test(test_admission_hysteresis),
+		cmocka_unit_test(test_admission_endpoint_caps),
+		cmocka_unit_test(test_no_admission_calls_while_draining),
 	};
 	log_set_level(LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
