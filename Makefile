@@ -15,9 +15,12 @@ OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
+# Expanded when a recipe uses them, not when make reads this file: on a bare
+# machine `make demo` and `make test` install pkg-config and the libraries
+# (deps) before anything needs the flags.
 PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS   ?=
@@ -111,7 +114,7 @@ demo: deps
 
 # libFuzzer targets (clang); run each for FUZZ_SECONDS over a corpus under build/.
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE \
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE \
 	-Wall -Wextra -Werror -Iinclude $(shell pkg-config --cflags jansson)
 build/fuzz_%: tests/fuzz/fuzz_%.c src/%.c src/util.c $(wildcard include/*.h)
 	mkdir -p build
