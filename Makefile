@@ -128,6 +128,18 @@ fuzz: build/fuzz_sse build/fuzz_openai build/fuzz_openai_fast
 	for t in sse openai openai_fast; do mkdir -p build/fuzz-corpus/$$t; \
 		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
 
+# The Debian package (debian/), built from a copy of the tree into build/, and
+# its test (tests/test_package.sh builds it, then installs, upgrades and purges
+# it in a bare Debian 12 root).
+.PHONY: deb test-package
+deb:
+	./scripts/install-deps.sh --package
+	./scripts/build-deb.sh
+
+test-package:
+	./scripts/install-deps.sh --package-test
+	./tests/test_package.sh
+
 check-config: $(DAEMON)
 	$(DAEMON) --check-config -c config/dispatcher.json
 

@@ -3,7 +3,8 @@
 # Idempotent: installs only packages that are missing. Used by the README and by CI.
 # --package: instead, what `make deb` needs (dpkg-dev, debhelper and the
 # Build-Depends of debian/control); --package-test: that plus what
-# `make test-package` needs (lintian, debootstrap, systemd-analyze, curl).
+# `make test-package` needs (lintian, debootstrap, systemd-analyze,
+# systemd-nspawn, curl).
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
@@ -18,7 +19,7 @@ case "${1:-}" in
 	builddeps=1
 	;;
 --package-test)
-	PKGS="build-essential dpkg-dev debhelper lintian debootstrap systemd curl"
+	PKGS="build-essential dpkg-dev debhelper lintian debootstrap systemd systemd-container curl"
 	builddeps=1
 	;;
 *)
