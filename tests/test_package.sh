@@ -13,7 +13,7 @@
 #  - with systemd-nspawn, the root boots: installing starts nothing,
 #    `systemctl enable --now` starts the daemon against Debian's nats-server,
 #    the stub answers a chat, reload keeps the process, an upgrade restarts it
-#    and removing the package stops it.
+#    (still enabled) and removing the package stops it.
 # Needs root (debootstrap, chroot, mount). If the Debian archive named in the
 # host's apt sources (or MIRROR=URL) cannot be reached, prints a SKIP line and
 # exits 0. The minbase root is cached as build/debootstrap-bookworm-minbase.tar.gz
@@ -295,6 +295,7 @@ t "systemctl reload keeps the process ($pid)" \
 t "upgrade to $upgrade_version" dpkg -i --force-confold "/root/pkgtest/$upgrade_deb"
 t "the upgrade restarted the running service ($pid -> $(mainpid))" \
 	sh -c "systemctl is-active --quiet $unit && [ $(mainpid) != $pid ]"
+t "it is still enabled after the upgrade" systemctl is-enabled --quiet "$unit"
 t "dpkg -r $pkg" dpkg -r "$pkg"
 t "the removal stopped the service" sh -c "! systemctl is-active --quiet $unit"
 journalctl -u "$unit" --no-pager
