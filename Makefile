@@ -15,9 +15,12 @@ OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
+# Expanded when a recipe uses them, not when make reads this file: on a bare
+# machine `make demo` and `make test` install pkg-config and the libraries
+# (deps) before anything needs the flags.
 PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CFLAGS   ?=
@@ -114,7 +117,7 @@ demo: deps
 
 # libFuzzer targets (clang); run each for FUZZ_SECONDS over a corpus under build/.
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE \
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE \
 	-Wall -Wextra -Werror -Iinclude $(shell pkg-config --cflags jansson)
 build/fuzz_%: tests/fuzz/fuzz_%.c src/%.c src/util.c $(wildcard include/*.h)
 	mkdir -p build
@@ -127,6 +130,18 @@ build/fuzz_openai_fast: tests/fuzz/fuzz_openai_fast.c tests/openai_agree.h src/o
 fuzz: build/fuzz_sse build/fuzz_openai build/fuzz_openai_fast
 	for t in sse openai openai_fast; do mkdir -p build/fuzz-corpus/$$t; \
 		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
+
+# The Debian package (debian/), built from a copy of the tree into build/, and
+# its test (tests/test_package.sh builds it, then installs, upgrades and purges
+# it in a bare Debian 12 root).
+.PHONY: deb test-package
+deb:
+	./scripts/install-deps.sh --package
+	./scripts/build-deb.sh
+
+test-package:
+	./scripts/install-deps.sh --package-test
+	./tests/test_package.sh
 
 check-config: $(DAEMON)
 	$(DAEMON) --check-config -c config/dispatcher.json

@@ -1,11 +1,38 @@
 #!/bin/sh
 # Installs what building, testing and running the demo need on Debian 12.
 # Idempotent: installs only packages that are missing. Used by the README and by CI.
+# --package: instead, what `make deb` needs (dpkg-dev, debhelper and the
+# Build-Depends of debian/control); --package-test: that plus what
+# `make test-package` needs (lintian, debootstrap, systemd-analyze,
+# systemd-nspawn, curl).
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev
 libcmocka-dev nats-server openssl systemd procps curl python3"
+builddeps=0
+
+case "${1:-}" in
+"") ;;
+--package)
+	PKGS="build-essential dpkg-dev debhelper"
+	builddeps=1
+	;;
+--package-test)
+	PKGS="build-essential dpkg-dev debhelper lintian debootstrap systemd systemd-container curl"
+	builddeps=1
+	;;
+*)
+	echo "usage: $0 [--package | --package-test]" >&2
+	exit 2
+	;;
+esac
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO="sudo"
+fi
 
 missing=""
 for p in $PKGS; do
@@ -16,14 +43,16 @@ done
 
 if [ -z "$missing" ]; then
 	echo "install-deps: all packages present"
-	exit 0
+else
+	echo "install-deps: installing:$missing"
+	$SUDO apt-get update -qq
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
 
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-	SUDO="sudo"
+# debian/control is the one list of what the package build needs.
+if [ "$builddeps" = 1 ] && ! dpkg-checkbuilddeps 2>/dev/null; then
+	echo "install-deps: installing the Build-Depends of debian/control"
+	[ -n "$missing" ] || $SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get build-dep -y -qq --no-install-recommends ./
 fi
-echo "install-deps: installing:$missing"
-$SUDO apt-get update -qq
-# shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
