@@ -50,6 +50,7 @@ struct config {
 	long long stream_replay_linger_ms;
 
 	long long pool_max_attempts;
+	long long pool_resume; /* boolean */
 	long long pool_eject_after;
 	long long pool_probe_interval_ms;
 	long long pool_probe_timeout_ms;

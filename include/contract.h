@@ -64,6 +64,13 @@ struct contract_submit {
 	json_t *facts;          /* memory.facts (array of strings), NULL when absent */
 	json_t *params;         /* params object, NULL when absent */
 	const char *last_user;  /* content of the last "user" message, or NULL */
+	/* "resume": continue an answer another dispatcher started. */
+	bool resume;
+	const char *resume_text; /* the answer so far ("" when absent) */
+	size_t resume_text_len;
+	const char *resume_reasoning; /* the reasoning so far ("" when absent) */
+	size_t resume_reasoning_len;
+	unsigned long long resume_next_seq; /* the seq the first event must have */
 };
 
 /* Why a submit was refused. request_id is set (non-empty) whenever the body
@@ -86,7 +93,9 @@ bool contract_valid_request_id(const char *s, size_t len);
  * an array of strings; params an object if present, whose forwarded keys are
  * type-checked (temperature, top_p, presence_penalty, frequency_penalty
  * numbers; max_tokens a positive integer; seed an integer; stop a string or
- * array of strings). For every optional field JSON null means absent; unknown
+ * array of strings); resume an object if present, with text and reasoning
+ * strings (optional) and next_seq an integer from 0 to 2^53-1. For every
+ * optional field JSON null means absent; unknown
  * fields are ignored. Returns 0 and fills out, or -1 and fills err (out is
  * then empty and owns nothing). err->message names the field and never
  * quotes the body (invalid JSON reports only line and column). */
@@ -118,6 +127,7 @@ struct contract_usage {
 struct contract_route {
 	int attempts;
 	const char *endpoint;
+	int resumed; /* times the stream was continued on another replica; omitted when 0 */
 };
 /* usage may be NULL (then "usage" is omitted), and so may model (then
  * "model" is omitted); finish_reason NULL -> "stop". route may be NULL (the
@@ -171,6 +181,12 @@ struct contract_chat {
 	const char *profile;
 	const char *const *facts;
 	size_t nfacts;
+	bool resume; /* continue an answer: resume_text, resume_reasoning, resume_next_seq */
+	const char *resume_text;
+	size_t resume_text_len;
+	const char *resume_reasoning;
+	size_t resume_reasoning_len;
+	unsigned long long resume_next_seq;
 };
 void contract_encode_chat(struct buf *out, const struct contract_chat *c);
 void contract_encode_cancel(struct buf *out, const char *rid);

@@ -60,6 +60,26 @@ struct request_retry_facts {
  * tried yet, and within the request's total deadline. Pure. */
 bool request_may_retry(const struct request_retry_facts *f);
 
+/* What the resume decision looks at when an attempt that relayed deltas
+ * broke off (failover, docs/pool.md). */
+struct request_resume_facts {
+	enum contract_code code;   /* how the attempt ended */
+	bool broken;               /* it broke off the way a dying replica does */
+	bool resumable;            /* the provider continues partial answers, pool.resume is on */
+	bool complete;             /* the record holds the whole answer so far, all of it text */
+	int attempts;
+	long long max_attempts;
+	size_t tried;
+	size_t nendpoints;
+	unsigned long long elapsed_ms;
+	long long total_ms;
+};
+
+/* The failover policy: a broken stream whose provider can continue it, with
+ * its whole text at hand, is continued on a replica not tried yet, within
+ * max_attempts and the total deadline. Pure. */
+bool request_may_resume(const struct request_resume_facts *f);
+
 /* subjects, models, pool and chunk_latency (may be NULL) must outlive the
  * table; cfg is the daemon config new requests read (see requests_set_config). */
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,

@@ -24,6 +24,10 @@ struct upstream_result {
 	/* Failed before any token in a way another replica might not:
 	 * connect error, 5xx, 408, 429, timeout before the first token. */
 	bool retryable;
+	/* Broke off after tokens went out, the way a dying replica does: the
+	 * connection dropped or reset, went idle, or the body ended without a
+	 * finish. Another replica may continue the answer. */
+	bool broken;
 	unsigned long long retry_after_ms; /* Retry-After of a 429/503, else 0 */
 	const char *message;       /* error text: bounded, redacted */
 	const char *finish_reason; /* success: as the backend sent it ("stop" if none) */
@@ -46,6 +50,7 @@ struct upstream_params {
 	enum provider_kind provider; /* selects URL and auth quirks */
 	const char *model;    /* azure: the deployment, part of the path */
 	const char *api_version; /* azure: api-version ("" = default) */
+	bool continuation;    /* the body continues a partial answer (selects deepseek's beta URL) */
 	struct rcstr *body;   /* request body; the upstream takes its own reference */
 	long long connect_timeout_ms;
 	long long first_token_ms;

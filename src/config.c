@@ -30,6 +30,7 @@ enum config__type {
 	CONFIG__STRING,
 	CONFIG__LIST,
 	CONFIG__INT,
+	CONFIG__BOOL, /* a long long field, 0 or 1 */
 	CONFIG__LEVEL,
 	CONFIG__SECRET,
 	CONFIG__SECRET_FILE, /* names a file holding the secret at off */
@@ -40,6 +41,7 @@ static const char *const config__type_names[] = {
 	[CONFIG__STRING] = "string",
 	[CONFIG__LIST] = "string list",
 	[CONFIG__INT] = "integer",
+	[CONFIG__BOOL] = "boolean",
 	[CONFIG__LEVEL] = "log level",
 	[CONFIG__SECRET] = "secret string",
 	[CONFIG__SECRET_FILE] = "secret file",
@@ -61,6 +63,7 @@ struct config__key {
 #define K_STR(p, f, d, live, env, desc) { p, CONFIG__STRING, OFF(f), d, 0, 0, 0, live, env, desc }
 #define K_LIST(p, f, d, live, env, desc) { p, CONFIG__LIST, OFF(f), d, 0, 0, 0, live, env, desc }
 #define K_INT(p, f, d, lo, hi, live, env, desc) { p, CONFIG__INT, OFF(f), NULL, d, lo, hi, live, env, desc }
+#define K_BOOL(p, f, d, live, env, desc) { p, CONFIG__BOOL, OFF(f), NULL, d, 0, 1, live, env, desc }
 #define K_LEVEL(p, f, d, live, env, desc) { p, CONFIG__LEVEL, OFF(f), d, 0, 0, 0, live, env, desc }
 #define K_SECRET(p, f, desc) { p, CONFIG__SECRET, OFF(f), "", 0, 0, 0, false, NULL, desc }
 #define K_SECRET_FILE(p, f, desc) { p, CONFIG__SECRET_FILE, OFF(f), "", 0, 0, 0, false, NULL, desc }
@@ -108,6 +111,8 @@ static const struct config__key config__keys[] = {
 	      NULL, "Sockets to one backend host at most (0: no limit); further requests wait for a free one."),
 	K_INT("pool.max_attempts", pool_max_attempts, 2, 1, 10, true, NULL,
 	      "Attempts per request, on different replicas, while no token has been sent yet."),
+	K_BOOL("pool.resume", pool_resume, 1, true, NULL,
+	       "Continue a stream on another replica when its replica fails after the first token, where the provider can continue."),
 	K_INT("pool.eject_after", pool_eject_after, 3, 1, 1000, true, NULL,
 	      "Consecutive failures (connect, 5xx, 429, no first token) that take a replica out of rotation."),
 	K_INT("pool.probe_interval_ms", pool_probe_interval_ms, 0, 0, 3600000, true, NULL,
@@ -367,6 +372,23 @@ range:
 	return config__fail(st, k, "must be between %lld and %lld", k->min, k->max);
 }
 
+static int config__set_bool(struct config__load *st, struct config *c, const struct config__key *k, json_t *jv,
+			    const char *sv)
+{
+	long long v;
+
+	if (sv && (!strcmp(sv, "true") || !strcmp(sv, "1")))
+		v = 1;
+	else if (sv && (!strcmp(sv, "false") || !strcmp(sv, "0")))
+		v = 0;
+	else if (!sv && json_is_boolean(jv))
+		v = json_is_true(jv);
+	else
+		return config__fail(st, k, "expected true or false");
+	*(long long *)((char *)c + k->off) = v;
+	return 0;
+}
+
 /* Sets key k from a JSON value (jv) or an environment string (sv). */
 static int config__set(struct config__load *st, struct config *c, const struct config__key *k, json_t *jv,
 		       const char *sv)
@@ -378,6 +400,8 @@ static int config__set(struct config__load *st, struct config *c, const struct c
 		return config__set_list(st, c, k, jv, sv);
 	case CONFIG__INT:
 		return config__set_int(st, c, k, jv, sv);
+	case CONFIG__BOOL:
+		return config__set_bool(st, c, k, jv, sv);
 	default:
 		break;
 	}
@@ -846,6 +870,7 @@ static void config__fill_defaults(struct config *c)
 				abort();
 			break;
 		case CONFIG__INT:
+		case CONFIG__BOOL:
 			*(long long *)((char *)c + k->off) = k->idef;
 			break;
 		case CONFIG__LEVEL:
@@ -938,6 +963,7 @@ static bool config__equal(const struct config *a, const struct config *b, const 
 		return true;
 	}
 	case CONFIG__INT:
+	case CONFIG__BOOL:
 		return *(const long long *)((const char *)a + k->off) == *(const long long *)((const char *)b + k->off);
 	case CONFIG__LEVEL:
 		return *(const int *)((const char *)a + k->off) == *(const int *)((const char *)b + k->off);
@@ -968,7 +994,8 @@ void config_keep_restart_keys(struct config *next, struct config *cur)
 			continue;
 		char *a = (char *)next + k->off, *b = (char *)cur + k->off;
 		switch (k->type) {
-		case CONFIG__INT: {
+		case CONFIG__INT:
+		case CONFIG__BOOL: {
 			long long t = *(long long *)a;
 			*(long long *)a = *(long long *)b;
 			*(long long *)b = t;
@@ -1002,6 +1029,10 @@ static void config__md_default(struct buf *out, const struct config__key *k)
 
 	if (k->type == CONFIG__INT) {
 		buf_printf(out, "`%lld`", k->idef);
+		return;
+	}
+	if (k->type == CONFIG__BOOL) {
+		buf_append_str(out, k->idef ? "`true`" : "`false`");
 		return;
 	}
 	buf_init(&j);

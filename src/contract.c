@@ -250,6 +250,41 @@ static int contract__check_params(struct contract_submit *out, struct contract_e
 	return 0;
 }
 
+/* resume: {"text": string, "reasoning": string?, "next_seq": integer >= 0}. */
+static int contract__check_resume(struct contract_submit *out, struct contract_error *err)
+{
+	json_t *r = contract__opt(out->root, "resume"), *text, *reasoning, *next;
+
+	if (!r)
+		return 0;
+	if (!json_is_object(r)) {
+		contract__fail(err, "resume: must be an object");
+		return -1;
+	}
+	text = contract__opt(r, "text");
+	reasoning = contract__opt(r, "reasoning");
+	next = json_object_get(r, "next_seq");
+	if (text && !json_is_string(text)) {
+		contract__fail(err, "resume.text: must be a string");
+		return -1;
+	}
+	if (reasoning && !json_is_string(reasoning)) {
+		contract__fail(err, "resume.reasoning: must be a string");
+		return -1;
+	}
+	if (!json_is_integer(next) || json_integer_value(next) < 0 || json_integer_value(next) > 9007199254740991LL) {
+		contract__fail(err, "resume.next_seq: must be an integer from 0 to 2^53-1");
+		return -1;
+	}
+	out->resume = true;
+	out->resume_text = text ? json_string_value(text) : "";
+	out->resume_text_len = text ? json_string_length(text) : 0;
+	out->resume_reasoning = reasoning ? json_string_value(reasoning) : "";
+	out->resume_reasoning_len = reasoning ? json_string_length(reasoning) : 0;
+	out->resume_next_seq = (unsigned long long)json_integer_value(next);
+	return 0;
+}
+
 int contract_decode_submit(const char *body, size_t len, size_t max_bytes, struct contract_submit *out,
 			   struct contract_error *err)
 {
@@ -302,7 +337,7 @@ int contract_decode_submit(const char *body, size_t len, size_t max_bytes, struc
 			out->user_id = s;
 	}
 	if (contract__check_messages(out, err) || contract__check_memory(out, err) ||
-	    contract__check_params(out, err))
+	    contract__check_params(out, err) || contract__check_resume(out, err))
 		goto fail;
 	return 0;
 
@@ -421,6 +456,10 @@ static void contract__append_route(struct buf *out, const struct contract_route 
 		return;
 	buf_append_str(out, ",\"attempts\":");
 	contract__append_ll(out, route->attempts);
+	if (route->resumed) {
+		buf_append_str(out, ",\"resumed\":");
+		contract__append_ll(out, route->resumed);
+	}
 	if (route->endpoint) {
 		buf_append_str(out, ",\"endpoint\":");
 		contract__append_str(out, route->endpoint);
@@ -581,6 +620,17 @@ void contract_encode_chat(struct buf *out, const struct contract_chat *c)
 	buf_append_str(out, "{\"role\":\"user\",\"content\":");
 	contract__append_str(out, c->message ? c->message : "");
 	buf_append_str(out, "}]");
+	if (c->resume) {
+		buf_append_str(out, ",\"resume\":{\"text\":");
+		buf_append_json_str(out, c->resume_text ? c->resume_text : "", c->resume_text_len);
+		if (c->resume_reasoning_len) {
+			buf_append_str(out, ",\"reasoning\":");
+			buf_append_json_str(out, c->resume_reasoning, c->resume_reasoning_len);
+		}
+		buf_append_str(out, ",\"next_seq\":");
+		contract__append_ull(out, c->resume_next_seq);
+		buf_append_char(out, '}');
+	}
 	if (c->profile || c->nfacts) {
 		buf_append_str(out, ",\"memory\":{");
 		if (c->profile) {

@@ -181,7 +181,7 @@ static void probe__start_check(struct probe_run *run, size_t i, long long timeou
 	if (run->pool)
 		url = provider_models_url(run->cfg->kind, e->base_url, run->cfg->api_version);
 	else
-		url = provider_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version);
+		url = provider_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version, false);
 	c->headers = provider_auth_header(c->headers, run->cfg->kind, e->api_key);
 	easy = c->x.easy = provider_easy(url);
 	if (!run->pool) {

@@ -34,7 +34,8 @@ static const char *provider__api_version(const char *v)
 	return v && *v ? v : PROVIDER_AZURE_API_VERSION;
 }
 
-char *provider_chat_url(enum provider_kind kind, const char *base_url, const char *model, const char *api_version)
+char *provider_chat_url(enum provider_kind kind, const char *base_url, const char *model, const char *api_version,
+			bool continuation)
 {
 	if (kind == PROVIDER_AZURE) {
 		char *dep = curl_easy_escape(NULL, model, 0);
@@ -44,6 +45,16 @@ char *provider_chat_url(enum provider_kind kind, const char *base_url, const cha
 				      provider__api_version(api_version));
 		curl_free(dep);
 		return url;
+	}
+	if (kind == PROVIDER_DEEPSEEK && continuation) {
+		/* Chat prefix completion is a beta feature: https://api.deepseek.com/beta.
+		 * A base_url ending in /v1 (the OpenAI-style alias) swaps it. */
+		size_t n = strlen(base_url);
+		if (n >= 3 && !strcmp(base_url + n - 3, "/v1"))
+			return xasprintf("%.*s/beta/chat/completions", (int)(n - 3), base_url);
+		if (n >= 5 && !strcmp(base_url + n - 5, "/beta"))
+			return xasprintf("%s/chat/completions", base_url);
+		return xasprintf("%s/beta/chat/completions", base_url);
 	}
 	return xasprintf("%s/chat/completions", base_url);
 }
@@ -69,6 +80,57 @@ struct curl_slist *provider_auth_header(struct curl_slist *headers, enum provide
 	if (!headers)
 		util_oom();
 	return headers;
+}
+
+bool provider_can_continue(enum provider_kind kind)
+{
+	switch (kind) {
+	case PROVIDER_VLLM:
+	case PROVIDER_DEEPSEEK:
+	case PROVIDER_LLAMACPP:
+	case PROVIDER_OLLAMA:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int provider_continue_body(enum provider_kind kind, json_t *body, const char *text, size_t text_len,
+			   const char *reasoning, size_t reasoning_len, long long produced)
+{
+	json_t *msgs = json_object_get(body, "messages"), *max = json_object_get(body, "max_tokens");
+	json_t *m;
+
+	if (!provider_can_continue(kind) || !json_is_array(msgs))
+		return -1;
+	if (json_is_integer(max)) {
+		if (json_integer_value(max) - produced < 1)
+			return -1;
+		json_object_set_new(body, "max_tokens", json_integer(json_integer_value(max) - produced));
+	}
+	json_t *content = json_stringn(text ? text : "", text_len);
+	if (!content)
+		return -1; /* not valid UTF-8: cannot happen, deltas are */
+	m = json_object();
+	json_object_set_new(m, "role", json_string("assistant"));
+	json_object_set_new(m, "content", content);
+	if (reasoning_len)
+		json_object_set_new(m, "reasoning_content", json_stringn(reasoning, reasoning_len));
+	switch (kind) {
+	case PROVIDER_VLLM:
+		/* The chat template leaves the last message open instead of
+		 * starting a new assistant turn. */
+		json_object_set_new(body, "continue_final_message", json_true());
+		json_object_set_new(body, "add_generation_prompt", json_false());
+		break;
+	case PROVIDER_DEEPSEEK:
+		json_object_set_new(m, "prefix", json_true());
+		break;
+	default:
+		break; /* llama.cpp and Ollama continue a trailing assistant message as it is */
+	}
+	json_array_append_new(msgs, m);
+	return 0;
 }
 
 CURL *provider_easy(const char *url)

@@ -3,12 +3,13 @@
  *   submit --> validate --> [busy / bad_request: ack + error event]
  *                 |
  *                 v  accepted (ack), snapshot of the model config taken
- *       no ready model: REQ_STUB          ready: REQ_ATTEMPT (attempt n, nothing relayed yet)
+ *       no ready model: REQ_STUB          ready: REQ_ATTEMPT (attempt n, nothing relayed by it yet)
  *                 |                              |  failed, request_may_retry --> REQ_ATTEMPT (n+1)
- *                 |                              |  first delta
- *                 |                              v
- *                 |                       REQ_STREAMING (this attempt is the last)
- *                 v                              v
+ *                 |                              |  first delta           ^
+ *                 |                              v                        |  broke off,
+ *                 |                       REQ_STREAMING ------------------+  request_may_resume:
+ *                 |                              |                           continue on another
+ *                 v                              v                           replica (failover)
  *   end / cancel / timeout / shutdown --> request__finish --> REQ_ENDED: lingers
  *                                                  for replays, then freed
  *
@@ -34,8 +35,8 @@
 #include "stub.h"
 
 enum request_state {
-	REQ_ATTEMPT,   /* an upstream attempt runs and nothing was relayed: a retry may follow */
-	REQ_STREAMING, /* deltas went out: the attempt in progress is the last */
+	REQ_ATTEMPT,   /* an upstream attempt runs and has relayed nothing: a retry may follow */
+	REQ_STREAMING, /* the attempt relayed deltas: only a resume (failover) may follow */
 	REQ_STUB,      /* the stub streams (no ready model) */
 	REQ_ENDED,     /* the terminal event is out; the record lingers for replays */
 };
@@ -68,7 +69,18 @@ struct request {
 	unsigned long long deltas;
 
 	/* Upstream attempts. */
-	struct rcstr *body;   /* the upstream request body, kept for retries until the first delta */
+	struct rcstr *body;   /* the upstream request body: kept for retries, and for resumes when
+			       * the provider can continue; otherwise dropped at the first delta */
+	struct rcstr *cont;   /* the body that continues the answer so far (after a resume) */
+	bool resumable;       /* the provider continues partial answers and pool.resume is on */
+	bool opaque;          /* an event that is not text went out (a tool call): no resume */
+	int resumed;          /* times the stream was continued on another replica */
+	unsigned long long attempt_deltas; /* relayed by the current attempt */
+	bool have_usage;      /* usage of earlier attempts (failover), summed */
+	struct contract_usage usage;
+	/* A submit's "resume": what another dispatcher had sent before it died. */
+	char *prefix_text, *prefix_reasoning;
+	size_t prefix_text_len, prefix_reasoning_len;
 	struct pool_ep *ep;   /* health slot of the current attempt */
 	int ep_index;         /* endpoint of the current (or last) attempt */
 	int attempts;
@@ -203,12 +215,14 @@ static void request__ack(struct requests *rq, const char *reply, const char *rid
 	request__publish(rq, reply);
 }
 
-/* An error event for a request that never started (seq 0). */
-static void request__reject_event(struct requests *rq, const char *rid, enum contract_code code, const char *msg)
+/* An error event for a request that never started: seq 0, or the seq a
+ * resumed stream was to go on from. */
+static void request__reject_event(struct requests *rq, const char *rid, unsigned long long seq, enum contract_code code,
+				  const char *msg)
 {
 	char *subject = contract_stream_subject(rq->subjects, rid);
 	buf_reset(&rq->ev);
-	contract_encode_error(&rq->ev, rid, 0, code, msg, NULL);
+	contract_encode_error(&rq->ev, rid, seq, code, msg, NULL);
 	request__publish(rq, subject);
 	free(subject);
 }
@@ -218,7 +232,10 @@ static void request__free(struct request *r)
 	if (r->model)
 		modelcfg_unref(r->model);
 	rcstr_unref(r->body);
+	rcstr_unref(r->cont);
 	record_free(&r->rec);
+	free(r->prefix_text);
+	free(r->prefix_reasoning);
 	free(r->subject);
 	free(r);
 }
@@ -239,6 +256,8 @@ static void request__emit(struct request *r, enum record_kind kind, const char *
 	struct requests *rq = r->rq;
 
 	record_add(&r->rec, kind, data, len);
+	if (kind == RECORD_JSON && r->state != REQ_ENDED)
+		r->opaque = true; /* a tool call, say: a continuation could not repeat it */
 	request__publish(rq, r->subject);
 	r->last_event_ms = request__now(rq);
 	if (r->state != REQ_ENDED && rq->live_list.tail != r) {
@@ -306,7 +325,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	rlist_remove(&rq->live_list, r);
 
 	char endpoint[512];
-	struct contract_route route = { r->attempts, NULL }, *rt = NULL;
+	struct contract_route route = { r->attempts, NULL, r->resumed }, *rt = NULL;
 	if (r->model && r->attempts) {
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, endpoint, sizeof(endpoint));
 		route.endpoint = endpoint;
@@ -319,8 +338,15 @@ static void request__finish(struct request *r, const struct upstream_result *res
 			 contract_code_name(res->code), res->message);
 	} else {
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
+		struct contract_usage u = res->usage;
+		if (res->has_usage && r->have_usage) {
+			/* A failover: the answer's usage is every attempt's. */
+			u.prompt_tokens += r->usage.prompt_tokens;
+			u.completion_tokens += r->usage.completion_tokens;
+			u.total_tokens += r->usage.total_tokens;
+		}
 		contract_encode_done(&rq->ev, r->rid, r->rec.next_seq, res->finish_reason, model,
-				     res->has_usage ? &res->usage : NULL, rt);
+				     res->has_usage ? &u : NULL, rt);
 		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
 	}
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
@@ -330,6 +356,8 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	r->model = NULL;
 	rcstr_unref(r->body);
 	r->body = NULL;
+	rcstr_unref(r->cont);
+	r->cont = NULL;
 	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len) {
 		rtable_insert(&rq->ended, r);
 		rlist_append(&rq->ended_list, r);
@@ -352,12 +380,15 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 
 	if (r->state == REQ_ATTEMPT) {
 		/* A delta went out: no retry can follow, so only the attempt
-		 * needs the body now. */
+		 * needs the body now, unless a resume may. */
 		r->state = REQ_STREAMING;
-		rcstr_unref(r->body);
-		r->body = NULL;
+		if (!r->resumable) {
+			rcstr_unref(r->body);
+			r->body = NULL;
+		}
 	}
 	r->deltas++;
+	r->attempt_deltas++;
 	buf_reset(&rq->ev);
 	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
 	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
@@ -369,7 +400,94 @@ bool request_may_retry(const struct request_retry_facts *f)
 	       f->tried < f->nendpoints && f->elapsed_ms < (unsigned long long)f->total_ms;
 }
 
+bool request_may_resume(const struct request_resume_facts *f)
+{
+	return f->code != CONTRACT_OK && f->broken && f->resumable && f->complete && f->attempts < f->max_attempts &&
+	       f->tried < f->nendpoints && f->elapsed_ms < (unsigned long long)f->total_ms;
+}
+
 static int request__start_attempt(struct request *r);
+
+/* The answer (kind RECORD_TOKEN) or reasoning so far: what another
+ * dispatcher sent before (a submit's resume) and what we sent. */
+static void request__so_far(const struct request *r, enum record_kind kind, struct buf *out)
+{
+	if (kind == RECORD_TOKEN && r->prefix_text)
+		buf_append(out, r->prefix_text, r->prefix_text_len);
+	if (kind == RECORD_REASONING && r->prefix_reasoning)
+		buf_append(out, r->prefix_reasoning, r->prefix_reasoning_len);
+	record_text(&r->rec, kind, out);
+}
+
+/* Makes r->cont, the body that continues the answer so far. */
+static int request__build_continuation(struct request *r)
+{
+	json_t *root = json_loadb(r->body->data, r->body->len, 0, NULL);
+	struct buf text, reasoning;
+	int rc = -1;
+
+	buf_init(&text);
+	buf_init(&reasoning);
+	request__so_far(r, RECORD_TOKEN, &text);
+	request__so_far(r, RECORD_REASONING, &reasoning);
+	/* Tokens produced: one per delta, as backends stream them (the
+	 * backend's own usage counts the same way for one-token chunks). */
+	if (root && provider_continue_body(r->model->kind, root, text.data, text.len, reasoning.data, reasoning.len,
+					   (long long)r->deltas) == 0) {
+		char *s = json_dumps(root, JSON_COMPACT);
+		if (!s)
+			util_oom();
+		rcstr_unref(r->cont);
+		r->cont = rcstr_new(s, strlen(s));
+		free(s);
+		rc = 0;
+	}
+	json_decref(root);
+	buf_free(&text);
+	buf_free(&reasoning);
+	return rc;
+}
+
+/* An attempt that had relayed deltas ended: done, or continued elsewhere. */
+static void request__on_end_streaming(struct request *r, const struct upstream_result *res)
+{
+	const struct config *cfg = r->rq->cfg;
+	struct request_resume_facts f = {
+		.code = res->code,
+		.broken = res->broken,
+		.resumable = r->resumable && cfg->pool_resume,
+		.complete = !r->rec.dropped && !r->opaque,
+		.attempts = r->attempts,
+		.max_attempts = cfg->pool_max_attempts,
+		.tried = (size_t)__builtin_popcountll(r->tried),
+		.nendpoints = r->model ? r->model->nendpoints : 0,
+		.elapsed_ms = request__now(r->rq) - r->started_ms,
+		.total_ms = cfg->timeouts_total_ms,
+	};
+
+	/* Tokens came: a success for the replica's health, as before. */
+	request__release_ep(r, POOL_SUCCESS, 0);
+	if (request_may_resume(&f) && request__build_continuation(r) == 0) {
+		char url[512];
+		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
+		log_info(r->rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
+			 r->attempts, url, r->attempt_deltas, contract_code_name(res->code), res->message);
+		/* Usage of the broken attempt: its own, or one token a delta. */
+		r->have_usage = true;
+		if (res->has_usage) {
+			r->usage.prompt_tokens += res->usage.prompt_tokens;
+			r->usage.completion_tokens += res->usage.completion_tokens;
+			r->usage.total_tokens += res->usage.total_tokens;
+		} else {
+			r->usage.completion_tokens += (long long)r->attempt_deltas;
+			r->usage.total_tokens += (long long)r->attempt_deltas;
+		}
+		r->resumed++;
+		if (request__start_attempt(r) == 0)
+			return;
+	}
+	request__finish(r, res);
+}
 
 static void request__on_end(void *ud, const struct upstream_result *res)
 {
@@ -378,10 +496,11 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 
 	switch (r->state) {
 	case REQ_STUB:
+		request__finish(r, res);
+		return;
 	case REQ_STREAMING:
 		r->up = NULL;
-		request__release_ep(r, POOL_SUCCESS, 0);
-		request__finish(r, res);
+		request__on_end_streaming(r, res);
 		return;
 	case REQ_ATTEMPT:
 		break;
@@ -399,7 +518,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 	struct request_retry_facts f = {
 		.code = res->code,
 		.retryable = res->retryable,
-		.deltas = r->deltas,
+		.deltas = r->attempt_deltas,
 		.attempts = r->attempts,
 		.max_attempts = cfg->pool_max_attempts,
 		.tried = (size_t)__builtin_popcountll(r->tried),
@@ -460,6 +579,7 @@ static int request__start_attempt(struct request *r)
 		return -1;
 	r->ep_index = i;
 	r->attempts++;
+	r->attempt_deltas = 0;
 	if (i < 64)
 		r->tried |= 1ull << i;
 	const struct modelcfg_endpoint *e = &r->model->endpoints[i];
@@ -470,7 +590,8 @@ static int request__start_attempt(struct request *r)
 		.provider = r->model->kind,
 		.model = r->model->model,
 		.api_version = r->model->api_version,
-		.body = r->body,
+		.body = r->cont ? r->cont : r->body,
+		.continuation = r->cont != NULL,
 		.connect_timeout_ms = cfg->timeouts_connect_ms,
 		.first_token_ms = cfg->timeouts_first_token_ms,
 		.idle_ms = cfg->timeouts_idle_ms,
@@ -498,7 +619,32 @@ static int request__start_upstream(struct requests *rq, struct request *r, struc
 	json_decref(msgs);
 	r->body = rcstr_new(body, strlen(body));
 	free(body);
+	r->resumable = provider_can_continue(r->model->kind) && cfg->pool_resume;
+	if (sub->resume) {
+		/* Another dispatcher's answer goes on from where it stopped. */
+		r->prefix_text = xstrndup(sub->resume_text, sub->resume_text_len);
+		r->prefix_text_len = sub->resume_text_len;
+		r->prefix_reasoning = xstrndup(sub->resume_reasoning, sub->resume_reasoning_len);
+		r->prefix_reasoning_len = sub->resume_reasoning_len;
+		r->resumed = 1;
+		if (request__build_continuation(r) < 0)
+			return -1;
+	}
 	return request__start_attempt(r);
+}
+
+/* Why a submit's resume cannot be served here, or NULL. */
+static const char *request__resume_refusal(struct requests *rq)
+{
+	const struct modelcfg *m = rq->models->active;
+
+	if (!m->ready)
+		return "resume: no model is configured here (the stub cannot continue an answer)";
+	if (!provider_can_continue(m->kind))
+		return "resume: the model's provider cannot continue a partial answer (docs/pool.md)";
+	if (!rq->cfg->pool_resume)
+		return "resume: turned off here (pool.resume)";
+	return NULL;
 }
 
 void requests_submit(struct requests *rq, const char *data, size_t len, const char *reply)
@@ -514,7 +660,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		request__ack(rq, reply, rid, CONTRACT_BAD_REQUEST, err.message);
 		/* The stream of a request in flight with this id is not ours to end. */
 		if (rid && !rtable_find(&rq->live, rid))
-			request__reject_event(rq, rid, CONTRACT_BAD_REQUEST, err.message);
+			request__reject_event(rq, rid, 0, CONTRACT_BAD_REQUEST, err.message);
 		return;
 	}
 	if (rtable_find(&rq->live, sub.request_id)) {
@@ -526,10 +672,19 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
 		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->live.count);
 		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
-		request__reject_event(rq, sub.request_id, CONTRACT_BUSY, msg);
+		request__reject_event(rq, sub.request_id, sub.resume_next_seq, CONTRACT_BUSY, msg);
 		goto out;
 	}
 
+	if (sub.resume) {
+		const char *why = request__resume_refusal(rq);
+		if (why) {
+			log_info(sub.request_id, "rejected: bad_request: %s", why);
+			request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, why);
+			request__reject_event(rq, sub.request_id, sub.resume_next_seq, CONTRACT_BAD_REQUEST, why);
+			goto out;
+		}
+	}
 	/* A new stream with the id of one that ended: the old record goes. */
 	if ((r = rtable_find(&rq->ended, sub.request_id)))
 		request__forget(rq, r);
@@ -538,7 +693,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	memcpy(r->rid, sub.request_id, sizeof(r->rid));
 	r->subject = contract_stream_subject(rq->subjects, r->rid);
 	r->started_ms = r->last_event_ms = request__now(rq);
-	record_init(&r->rec, 0, (size_t)cfg->limits_replay_bytes);
+	record_init(&r->rec, sub.resume_next_seq, (size_t)cfg->limits_replay_bytes);
 	rtable_insert(&rq->live, r);
 	rlist_append(&rq->live_list, r);
 	requests_check_admission(rq);

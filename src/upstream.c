@@ -53,6 +53,7 @@ struct upstream {
 
 	bool got_token;
 	bool timed_out_before_token;
+	bool broken; /* see upstream_result.broken */
 	unsigned long long retry_after_ms;
 	char finish_reason[64];
 	char model[128];
@@ -106,6 +107,7 @@ static void upstream__end_error(struct upstream *u, enum contract_code code, con
 	r.http_status = u->status;
 	r.got_token = u->got_token;
 	r.retryable = upstream__retryable(u, code);
+	r.broken = u->got_token && u->broken;
 	if (u->status == 429 || u->status == 503)
 		r.retry_after_ms = u->retry_after_ms;
 	u->state = UP_ENDED;
@@ -323,6 +325,7 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 			snprintf(msg, sizeof(msg), "connecting to the backend timed out after %lld ms", u->connect_ms);
 		} else if (u->status) {
 			code = CONTRACT_UPSTREAM_PROTOCOL;
+			u->broken = true;
 			snprintf(msg, sizeof(msg), "stream from the backend broke off: %s", curl_easy_strerror(rc));
 		} else {
 			snprintf(msg, sizeof(msg), "cannot reach the backend: %s", curl_easy_strerror(rc));
@@ -340,9 +343,11 @@ static void upstream__on_done(struct http_xfer *x, CURLcode rc)
 			upstream__end_error(u, u->fail_code, u->fail_msg);
 		else if (u->finish_reason[0])
 			upstream__end_ok(u);
-		else
+		else {
+			u->broken = true;
 			upstream__end_error(u, CONTRACT_UPSTREAM_PROTOCOL,
 					    "stream ended without [DONE] or finish_reason");
+		}
 	}
 	upstream__free(u);
 }
@@ -364,8 +369,10 @@ static void upstream__on_expired(struct http_xfer *x)
 			u->timed_out_before_token = true;
 			snprintf(msg, sizeof(msg), "no first token within %lld ms", u->first_token_ms);
 		}
-		else
+		else {
+			u->broken = true;
 			snprintf(msg, sizeof(msg), "no data from backend for %lld ms", u->idle_ms);
+		}
 		upstream__end_error(u, CONTRACT_UPSTREAM_TIMEOUT, msg);
 	}
 	upstream__free(u);
@@ -375,7 +382,7 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 				void *ud)
 {
 	struct upstream *u = xcalloc(1, sizeof(*u));
-	char *url = provider_chat_url(p->provider, p->base_url, p->model, p->api_version);
+	char *url = provider_chat_url(p->provider, p->base_url, p->model, p->api_version, p->continuation);
 	CURL *e;
 
 	snprintf(u->rid, sizeof(u->rid), "%s", p->rid);

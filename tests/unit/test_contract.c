@@ -521,7 +521,7 @@ static void test_encode_error(void **state)
 
 static void test_encode_route(void **state)
 {
-	struct contract_route route = { 2, "http://10.0.0.2:8000/v1" };
+	struct contract_route route = { 2, "http://10.0.0.2:8000/v1", 0 };
 	struct buf b;
 	json_t *j;
 
@@ -674,7 +674,7 @@ static void test_event_round_trip(void **state)
 	struct contract_event ev;
 	char err[128];
 	const struct contract_usage u = { 1, 2, 3 };
-	const struct contract_route route = { 2, "http://h/v1" };
+	const struct contract_route route = { 2, "http://h/v1", 0 };
 
 	(void)state;
 	buf_init(&b);
@@ -712,6 +712,54 @@ static void test_event_round_trip(void **state)
 	buf_free(&b);
 }
 
+static void test_decode_resume(void **state)
+{
+	struct contract_submit sub;
+	struct contract_error err;
+	struct buf b;
+	const char *const facts[] = { "f" };
+	const struct contract_chat chat = { .request_id = "r", .message = "hi", .facts = facts, .nfacts = 1,
+					    .resume = true, .resume_text = "Hel\"lo", .resume_text_len = 6,
+					    .resume_reasoning = "r", .resume_reasoning_len = 1, .resume_next_seq = 12 };
+
+	(void)state;
+	buf_init(&b);
+	contract_encode_chat(&b, &chat);
+	assert_int_equal(contract_decode_submit(b.data, b.len, 1 << 20, &sub, &err), 0);
+	assert_true(sub.resume);
+	assert_string_equal(sub.resume_text, "Hel\"lo");
+	assert_int_equal(sub.resume_text_len, 6);
+	assert_string_equal(sub.resume_reasoning, "r");
+	assert_int_equal(sub.resume_next_seq, 12);
+	contract_submit_free(&sub);
+	static const struct {
+		const char *resume;
+		const char *msg;
+	} bad[] = {
+		{ "[]", "resume: must be an object" },
+		{ "{\"text\":1,\"next_seq\":0}", "resume.text: must be a string" },
+		{ "{\"reasoning\":[],\"next_seq\":0}", "resume.reasoning: must be a string" },
+		{ "{\"text\":\"a\"}", "resume.next_seq: must be an integer from 0 to 2^53-1" },
+		{ "{\"text\":\"a\",\"next_seq\":-1}", "resume.next_seq: must be an integer from 0 to 2^53-1" },
+	};
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+		buf_reset(&b);
+		buf_printf(&b, "{\"request_id\":\"r\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"resume\":%s}",
+			   bad[i].resume);
+		assert_int_equal(contract_decode_submit(b.data, b.len, 1 << 20, &sub, &err), -1);
+		assert_string_equal(err.message, bad[i].msg);
+		assert_string_equal(err.request_id, "r");
+	}
+	/* resumed is in the route only when a stream was continued. */
+	const struct contract_route route = { 3, "http://h", 2 };
+	buf_reset(&b);
+	contract_encode_done(&b, "r", 1, NULL, NULL, NULL, &route);
+	json_t *v = parse(&b);
+	assert_int_field(v, "resumed", 2);
+	json_decref(v);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +784,7 @@ int main(void)
 		cmocka_unit_test(test_decode_replay),
 		cmocka_unit_test(test_replay_answer_round_trip),
 		cmocka_unit_test(test_event_round_trip),
+		cmocka_unit_test(test_decode_resume),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

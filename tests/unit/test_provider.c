@@ -30,16 +30,68 @@ static void test_chat_url(void **state)
 	char *u;
 
 	(void)state;
-	u = provider_chat_url(PROVIDER_VLLM, "http://gpu:8000/v1", "Qwen/Qwen2.5", "");
+	u = provider_chat_url(PROVIDER_VLLM, "http://gpu:8000/v1", "Qwen/Qwen2.5", "", false);
 	assert_string_equal(u, "http://gpu:8000/v1/chat/completions");
 	free(u);
-	u = provider_chat_url(PROVIDER_AZURE, "https://r.openai.azure.com/openai", "gpt 4o/mini", "");
+	u = provider_chat_url(PROVIDER_AZURE, "https://r.openai.azure.com/openai", "gpt 4o/mini", "", false);
 	assert_string_equal(u, "https://r.openai.azure.com/openai/deployments/gpt%204o%2Fmini/chat/completions"
 			       "?api-version=" PROVIDER_AZURE_API_VERSION);
 	free(u);
-	u = provider_chat_url(PROVIDER_AZURE, "https://r/openai", "d", "2025-01-01-preview");
+	u = provider_chat_url(PROVIDER_AZURE, "https://r/openai", "d", "2025-01-01-preview", false);
 	assert_string_equal(u, "https://r/openai/deployments/d/chat/completions?api-version=2025-01-01-preview");
 	free(u);
+}
+
+static void test_continuation(void **state)
+{
+	char *u;
+	json_t *b;
+
+	(void)state;
+	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com", "deepseek-chat", "", true);
+	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
+	free(u);
+	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/v1", "deepseek-chat", "", true);
+	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
+	free(u);
+	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/beta", "deepseek-chat", "", true);
+	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
+	free(u);
+	u = provider_chat_url(PROVIDER_VLLM, "http://h/v1", "m", "", true);
+	assert_string_equal(u, "http://h/v1/chat/completions");
+	free(u);
+
+	assert_true(provider_can_continue(PROVIDER_VLLM) && provider_can_continue(PROVIDER_DEEPSEEK) &&
+		    provider_can_continue(PROVIDER_LLAMACPP) && provider_can_continue(PROVIDER_OLLAMA));
+	assert_false(provider_can_continue(PROVIDER_OPENAI) || provider_can_continue(PROVIDER_AZURE) ||
+		     provider_can_continue(PROVIDER_OPENROUTER) || provider_can_continue(PROVIDER_UNKNOWN));
+
+	static const char req[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":10}";
+	b = json_loads(req, 0, NULL);
+	assert_int_equal(provider_continue_body(PROVIDER_VLLM, b, "Hel", 3, "", 0, 4), 0);
+	char *s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(s, "{\"add_generation_prompt\":false,\"continue_final_message\":true,\"max_tokens\":6,"
+			       "\"messages\":[{\"content\":\"hi\",\"role\":\"user\"},{\"content\":\"Hel\",\"role\":\"assistant\"}],"
+			       "\"model\":\"m\"}");
+	free(s);
+	json_decref(b);
+	b = json_loads(req, 0, NULL);
+	assert_int_equal(provider_continue_body(PROVIDER_DEEPSEEK, b, "A", 1, "think", 5, 2), 0);
+	json_t *last = json_array_get(json_object_get(b, "messages"), 1);
+	assert_true(json_is_true(json_object_get(last, "prefix")));
+	assert_string_equal(json_string_value(json_object_get(last, "reasoning_content")), "think");
+	assert_null(json_object_get(b, "continue_final_message"));
+	json_decref(b);
+	b = json_loads(req, 0, NULL);
+	assert_int_equal(provider_continue_body(PROVIDER_LLAMACPP, b, "x", 1, NULL, 0, 9), 0);
+	assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 1);
+	assert_int_equal(json_array_size(json_object_get(b, "messages")), 2);
+	json_decref(b);
+	/* The budget is spent, or the provider cannot continue. */
+	b = json_loads(req, 0, NULL);
+	assert_int_equal(provider_continue_body(PROVIDER_OLLAMA, b, "x", 1, NULL, 0, 10), -1);
+	assert_int_equal(provider_continue_body(PROVIDER_OPENAI, b, "x", 1, NULL, 0, 0), -1);
+	json_decref(b);
 }
 
 static void test_models_url(void **state)
@@ -89,7 +141,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names_round_trip), cmocka_unit_test(test_chat_url),
 		cmocka_unit_test(test_models_url),       cmocka_unit_test(test_auth_header),
-		cmocka_unit_test(test_easy_handle),
+		cmocka_unit_test(test_easy_handle),   cmocka_unit_test(test_continuation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,8 @@ struct fake_source {
 	bool stub;
 	char base_url[128];
 	long long total_ms;
+	char body[2048];
+	bool continuation;
 	const struct upstream_cbs *cbs;
 	void *cb_ud;
 	bool cancelled;
@@ -92,6 +94,9 @@ static struct upstream *fake_upstream_start(void *ud, struct upstream_params *p,
 	snprintf(s->base_url, sizeof(s->base_url), "%s", p->base_url);
 	s->total_ms = p->total_ms;
 	assert_non_null(p->body);
+	assert_true(p->body->len < sizeof(s->body));
+	memcpy(s->body, p->body->data, p->body->len + 1);
+	s->continuation = p->continuation;
 	return (struct upstream *)s;
 }
 
@@ -198,6 +203,21 @@ static void end_err(struct fake_source *s, enum contract_code code, bool retryab
 {
 	struct upstream_result r = { .code = code, .retryable = retryable, .got_token = got_token,
 				     .message = "it broke" };
+	s->cbs->end(s->cb_ud, &r);
+}
+
+/* The replica dies mid-stream (reset, drop, idle). */
+static void end_broken(struct fake_source *s)
+{
+	struct upstream_result r = { .code = CONTRACT_UPSTREAM_PROTOCOL, .got_token = true, .broken = true,
+				     .message = "stream from the backend broke off" };
+	s->cbs->end(s->cb_ud, &r);
+}
+
+static void end_ok_usage(struct fake_source *s, long long completion)
+{
+	struct upstream_result r = { .code = CONTRACT_OK, .finish_reason = "stop", .got_token = true,
+				     .has_usage = true, .usage = { 10, completion, 10 + completion } };
 	s->cbs->end(s->cb_ud, &r);
 }
 
@@ -841,6 +861,175 @@ static void test_no_admission_calls_while_draining(void **state)
 	fake_free(f);
 }
 
+/* ---- failover: continue a broken stream on another replica ---- */
+
+static const char VLLM_PAIR[] = "{\"provider\":\"vllm\",\"model\":\"m\",\"endpoints\":[{\"base_url\":\"http://a/v1\"},"
+				"{\"base_url\":\"http://b/v1\"},{\"base_url\":\"http://c/v1\"}]}";
+
+static void test_may_resume_table(void **state)
+{
+	const struct request_resume_facts base = {
+		.code = CONTRACT_UPSTREAM_PROTOCOL, .broken = true, .resumable = true, .complete = true,
+		.attempts = 1, .max_attempts = 3, .tried = 1, .nendpoints = 2, .elapsed_ms = 5, .total_ms = 100,
+	};
+	struct request_resume_facts f;
+
+	(void)state;
+	assert_true(request_may_resume(&base));
+	f = base, f.code = CONTRACT_OK;
+	assert_false(request_may_resume(&f));
+	f = base, f.broken = false;
+	assert_false(request_may_resume(&f));
+	f = base, f.resumable = false;
+	assert_false(request_may_resume(&f));
+	f = base, f.complete = false;
+	assert_false(request_may_resume(&f));
+	f = base, f.attempts = 3;
+	assert_false(request_may_resume(&f));
+	f = base, f.tried = 2;
+	assert_false(request_may_resume(&f));
+	f = base, f.elapsed_ms = 100;
+	assert_false(request_may_resume(&f));
+}
+
+static void test_failover_continues(void **state)
+{
+	struct fake *f = fake_new(VLLM_PAIR);
+	struct contract_event ev[16];
+	const char *body = "{\"request_id\":\"r1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+			   "\"params\":{\"max_tokens\":50}}";
+
+	(void)state;
+	requests_submit(f->rq, body, strlen(body), "reply.1");
+	f->src[0].cbs->delta(f->src[0].cb_ud, CONTRACT_REASONING, "hmm", 3);
+	delta(&f->src[0], "Hel");
+	delta(&f->src[0], "lo, ");
+	end_broken(&f->src[0]);
+	assert_int_equal(f->nsrc, 2);
+	assert_true(f->src[1].continuation);
+	assert_string_not_equal(f->src[1].base_url, f->src[0].base_url);
+	json_t *b = json_loads(f->src[1].body, 0, NULL);
+	assert_non_null(b);
+	assert_true(json_is_true(json_object_get(b, "continue_final_message")));
+	assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 47); /* 50 - 3 deltas */
+	json_t *msgs = json_object_get(b, "messages");
+	json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+	assert_string_equal(json_string_value(json_object_get(last, "role")), "assistant");
+	assert_string_equal(json_string_value(json_object_get(last, "content")), "Hello, ");
+	assert_string_equal(json_string_value(json_object_get(last, "reasoning_content")), "hmm");
+	json_decref(b);
+	/* It may break again before its first token: a retry, still continuing. */
+	end_err(&f->src[1], CONTRACT_UPSTREAM_UNAVAILABLE, true, false);
+	assert_int_equal(f->nsrc, 3);
+	assert_true(f->src[2].continuation);
+	delta(&f->src[2], "world");
+	end_ok_usage(&f->src[2], 1);
+	int n = stream_of(f, "r1", ev, 16);
+	assert_int_equal(n, 5); /* seq 0..4, contiguous: checked by stream_of */
+	assert_string_equal(ev[3].delta, "world");
+	assert_int_equal(ev[4].type, CONTRACT_EV_DONE);
+	assert_int_equal(int_field(&ev[4], "attempts"), 3);
+	assert_int_equal(int_field(&ev[4], "resumed"), 1);
+	assert_string_equal(json_string_value(json_object_get(ev[4].root, "endpoint")), f->src[2].base_url);
+	/* 1 from the last attempt, 3 deltas estimated for the broken one. */
+	assert_int_equal(ev[4].usage.completion_tokens, 4);
+	events_free(ev, n);
+	fake_free(f);
+}
+
+static void test_no_failover_cases(void **state)
+{
+	struct contract_event ev[8];
+	int n;
+
+	(void)state;
+	/* A provider that cannot continue: today's error. */
+	struct fake *f = fake_new(TWO_REPLICAS);
+	submit(f, "r1");
+	delta(&f->src[0], "x");
+	end_broken(&f->src[0]);
+	assert_int_equal(f->nsrc, 1);
+	n = stream_of(f, "r1", ev, 8);
+	assert_string_equal(ev[n - 1].error_code, "upstream_protocol");
+	events_free(ev, n);
+	fake_free(f);
+	/* pool.resume false. */
+	f = fake_new(VLLM_PAIR);
+	f->cfg.pool_resume = 0;
+	submit(f, "r1");
+	delta(&f->src[0], "x");
+	end_broken(&f->src[0]);
+	assert_int_equal(f->nsrc, 1);
+	fake_free(f);
+	/* A failure that is not a dying replica (an error the backend sent). */
+	f = fake_new(VLLM_PAIR);
+	submit(f, "r1");
+	delta(&f->src[0], "x");
+	end_err(&f->src[0], CONTRACT_UPSTREAM_HTTP, false, true);
+	assert_int_equal(f->nsrc, 1);
+	fake_free(f);
+	/* The record no longer holds the whole answer. */
+	f = fake_new(VLLM_PAIR);
+	f->cfg.limits_replay_bytes = 20;
+	submit(f, "r1");
+	for (int i = 0; i < 10; i++)
+		delta(&f->src[0], "abcdef");
+	end_broken(&f->src[0]);
+	assert_int_equal(f->nsrc, 1);
+	fake_free(f);
+}
+
+static void test_resume_submit(void **state)
+{
+	struct fake *f = fake_new(VLLM_PAIR);
+	struct contract_event ev[8];
+	const char *body = "{\"request_id\":\"r1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+			   "\"resume\":{\"text\":\"Hello, \",\"reasoning\":\"hmm\",\"next_seq\":7}}";
+
+	(void)state;
+	requests_submit(f->rq, body, strlen(body), "reply.1");
+	assert_ack(f, 0, true, "");
+	assert_true(f->src[0].continuation);
+	json_t *b = json_loads(f->src[0].body, 0, NULL);
+	json_t *msgs = json_object_get(b, "messages");
+	json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+	assert_string_equal(json_string_value(json_object_get(last, "content")), "Hello, ");
+	json_decref(b);
+	delta(&f->src[0], "world");
+	end_ok(&f->src[0]);
+	/* Events number on from 7. */
+	char subject[64];
+	int n = 0;
+	snprintf(subject, sizeof(subject), "t.chat.stream.r1");
+	for (int i = 0; i < f->npub; i++) {
+		char err[128];
+		if (strcmp(f->pub[i].subject, subject))
+			continue;
+		assert_int_equal(contract_decode_event(f->pub[i].data, strlen(f->pub[i].data), &ev[n], err, sizeof(err)), 0);
+		assert_int_equal(ev[n].seq, 7 + n);
+		n++;
+	}
+	assert_int_equal(n, 2);
+	assert_int_equal(int_field(&ev[1], "resumed"), 1);
+	events_free(ev, n);
+	fake_free(f);
+
+	/* A provider that cannot continue, and the stub: bad_request at once. */
+	const char *models[] = { TWO_REPLICAS, NULL };
+	for (int k = 0; k < 2; k++) {
+		f = fake_new(models[k]);
+		requests_submit(f->rq, body, strlen(body), "reply.1");
+		assert_ack(f, 0, false, "bad_request");
+		assert_int_equal(f->nsrc, 0);
+		assert_int_equal(contract_decode_event(f->pub[1].data, strlen(f->pub[1].data), &ev[0], subject, sizeof(subject)),
+				 0);
+		assert_int_equal(ev[0].seq, 7);
+		assert_string_equal(ev[0].error_code, "bad_request");
+		events_free(ev, 1);
+		fake_free(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -867,6 +1056,10 @@ int main(void)
 		cmocka_unit_test(test_admission_hysteresis),
 		cmocka_unit_test(test_admission_endpoint_caps),
 		cmocka_unit_test(test_no_admission_calls_while_draining),
+		cmocka_unit_test(test_may_resume_table),
+		cmocka_unit_test(test_failover_continues),
+		cmocka_unit_test(test_no_failover_cases),
+		cmocka_unit_test(test_resume_submit),
 	};
 	log_set_level(LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
