@@ -37,6 +37,10 @@
 #define CTL_CANCEL_WAIT_MS 3000
 /* How long a replay request may go unanswered before its gap is given up. */
 #define CTL_REPLAY_WAIT_MS 2000
+/* Resubmits (with resume) after a lost dispatcher, at most. */
+#define CTL_MAX_RESUMES 3
+/* ctl__chat_replay_over: the stream's dispatcher is gone. */
+#define CTL_LOST (-2)
 /* Events held while an earlier one is missing, at most. */
 #define CTL_PENDING_MAX 1024
 /* The dispatcher's stream.keepalive_ms unless --keepalive-ms says otherwise. */
@@ -59,6 +63,7 @@ enum ctl_opt_id {
 	CTL_O_API_KEY,
 	CTL_O_PROVIDER,
 	CTL_O_KEEPALIVE,
+	CTL_O_NO_RESUME,
 	CTL_O_REVISION,
 };
 
@@ -92,6 +97,7 @@ static const struct ctl_opt ctl__opts[] = {
 	{ "timeout", CTL_O_TIMEOUT, true, CTL_CMD_CHAT },
 	{ "request-id", CTL_O_REQUEST_ID, true, CTL_CMD_CHAT },
 	{ "keepalive-ms", CTL_O_KEEPALIVE, true, CTL_CMD_CHAT },
+	{ "no-resume", CTL_O_NO_RESUME, false, CTL_CMD_CHAT },
 	{ "base-url", CTL_O_BASE_URL, true, CTL_CMD_SET },
 	{ "model", CTL_O_MODEL, true, CTL_CMD_SET },
 	{ "api-key", CTL_O_API_KEY, true, CTL_CMD_SET },
@@ -114,6 +120,7 @@ struct ctl_args {
 	const char *system;
 	double timeout_s;
 	long long keepalive_ms;
+	bool no_resume;
 	const char *request_id;
 	const char *base_url;
 	const char *model;
@@ -145,7 +152,9 @@ static const char ctl__usage[] =
 	"      --request-id ID        use ID instead of a generated \"ctl-<hex>\"\n"
 	"      --timeout SEC          give up after SEC seconds (default 120)\n"
 	"      --keepalive-ms MS      the dispatcher's stream.keepalive_ms (default 5000): silent for\n"
-	"                             2 x MS and no answer to a replay: dispatcher_lost\n"
+	"                             2 x MS and no answer to a replay: the dispatcher is lost; chat\n"
+	"                             resubmits with resume so another one continues the answer\n"
+	"      --no-resume            when the dispatcher is lost, end with error: dispatcher_lost\n"
 	"  config serve FILE          Answer <prefix>.config.model.get with the ModelConfig in\n"
 	"                             FILE and broadcast it once; runs until SIGINT/SIGTERM.\n"
 	"  config set --base-url URL --model NAME [--api-key KEY] [--provider P] [--revision N]\n"
@@ -232,6 +241,7 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 		break;
 	}
 	case CTL_O_REQUEST_ID: a->request_id = val; break;
+	case CTL_O_NO_RESUME: a->no_resume = true; break;
 	case CTL_O_KEEPALIVE:
 		if (ctl__parse_ll(val, 0, &a->keepalive_ms) || a->keepalive_ms > 3600000) {
 			ctl__usage_error("--keepalive-ms: expected milliseconds in [0, 3600000], got '%s'", val);
@@ -462,6 +472,9 @@ struct ctl_chat {
 	unsigned long long last_event_ms;
 	long long keepalive_ms;
 	int *reconnected;              /* set by nats.c's reconnect callback */
+	struct buf text, reasoning;    /* the answer so far, for a resume */
+	const char *message;           /* what the user asked, for a resubmit */
+	int resumes;                   /* resubmits after a lost dispatcher */
 	unsigned anomalies; /* unrepaired gaps, duplicates, malformed events */
 	bool printed_tokens;
 	bool in_reasoning;
@@ -519,6 +532,7 @@ static int ctl__chat_show(struct ctl_chat *c, const struct contract_event *ev)
 	switch (ev->type) {
 	case CONTRACT_EV_TOKEN:
 		ctl__end_reasoning(c);
+		buf_append(&c->text, ev->delta, ev->delta_len);
 		fwrite(ev->delta, 1, ev->delta_len, stdout);
 		fflush(stdout);
 		c->printed_tokens = true;
@@ -527,6 +541,7 @@ static int ctl__chat_show(struct ctl_chat *c, const struct contract_event *ev)
 		if (!c->in_reasoning)
 			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
 		c->in_reasoning = true;
+		buf_append(&c->reasoning, ev->delta, ev->delta_len);
 		fwrite(ev->delta, 1, ev->delta_len, stderr);
 		fflush(stderr);
 		return -1;
@@ -677,15 +692,8 @@ static int ctl__chat_replay_over(struct ctl_chat *c, natsStatus st, const char *
 	c->asking = false;
 	if (answered)
 		c->last_event_ms = util_now_ms(); /* the owner is alive */
-	if (!answered && silence && !c->npending) {
-		ctl__end_reasoning(c);
-		if (c->printed_tokens)
-			fputc('\n', stdout);
-		fflush(stdout);
-		fprintf(stderr, "error: dispatcher_lost: no event for %lld ms and no answer from the stream's dispatcher\n",
-			2 * c->keepalive_ms);
-		return CTL_EXIT_FAIL;
-	}
+	if (!answered && silence && !c->npending)
+		return CTL_LOST;
 	/* Everything the owner still had came before its answer. */
 	return ctl__chat_skip_gap(c);
 }
@@ -733,6 +741,47 @@ static int ctl__send_cancel(natsConnection *nc, const struct contract_subjects *
 	int rc = ctl__publish(nc, subj->cancel, b.data, b.len);
 	buf_free(&b);
 	return rc;
+}
+
+/* The stream's dispatcher is gone: resubmit with what we have so another one
+ * continues the answer (docs/protocol.md), or report the loss. Returns -1
+ * while the stream goes on, else the exit status. */
+static int ctl__chat_lost(natsConnection *nc, struct ctl_chat *c, const struct ctl_args *a,
+			  const struct contract_subjects *subj)
+{
+	struct contract_ack ack;
+	struct buf body;
+
+	ctl__end_reasoning(c);
+	if (!a->no_resume && c->resumes < CTL_MAX_RESUMES) {
+		fprintf(stderr, "\nsundynixctl: no event for %lld ms and no answer from the stream's dispatcher; resubmitting "
+				"to continue the answer\n",
+			2 * c->keepalive_ms);
+		c->resumes++;
+		buf_init(&body);
+		ctl__chat_body(&body, a, c->rid, c->message);
+		/* The body ends with "}": the resume goes in front of it. */
+		body.len--;
+		buf_append_str(&body, ",\"resume\":{\"text\":");
+		buf_append_json_str(&body, c->text.data ? c->text.data : "", c->text.len);
+		buf_append_str(&body, ",\"reasoning\":");
+		buf_append_json_str(&body, c->reasoning.data ? c->reasoning.data : "", c->reasoning.len);
+		buf_printf(&body, ",\"next_seq\":%llu}}", c->next_seq);
+		int refused = ctl__chat_submit(nc, subj->submit, &body, c->rid, CTL_ACK_TIMEOUT_MS, &ack);
+		buf_free(&body);
+		if (!refused) {
+			free(c->replay_subject);
+			c->replay_subject = ack.instance[0] ? contract_replay_subject(subj, ack.instance) : NULL;
+			c->last_event_ms = util_now_ms();
+			return -1;
+		}
+	}
+	if (c->printed_tokens)
+		fputc('\n', stdout);
+	fflush(stdout);
+	fprintf(stderr, "error: dispatcher_lost: no event for %lld ms and no answer from the stream's dispatcher\n",
+		2 * c->keepalive_ms);
+	return CTL_EXIT_FAIL;
 }
 
 static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_chat *c, const struct ctl_args *a,
@@ -793,6 +842,8 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 				rc = ctl__chat_replay_over(c, NATS_TIMEOUT, NULL, 0);
 			natsMsg_Destroy(msg);
 		}
+		if (rc == CTL_LOST)
+			rc = ctl__chat_lost(nc, c, a, subj);
 		if (rc < 0)
 			continue;
 		if (cancel_deadline && rc == CTL_EXIT_FAIL)
@@ -826,6 +877,9 @@ static int ctl__cmd_chat(natsConnection *nc, const struct ctl_args *a, const str
 	c->dim = isatty(STDERR_FILENO);
 	c->keepalive_ms = a->keepalive_ms;
 	c->reconnected = reconnected;
+	c->message = message;
+	buf_init(&c->text);
+	buf_init(&c->reasoning);
 
 	char *stream_subj = contract_stream_subject(subj, c->rid);
 	struct buf body;
@@ -866,6 +920,8 @@ out:
 	natsSubscription_Destroy(c->replay_sub);
 	natsInbox_Destroy(inbox);
 	natsSubscription_Destroy(sub);
+	buf_free(&c->text);
+	buf_free(&c->reasoning);
 	free(c);
 	buf_free(&body);
 	free(stream_subj);
