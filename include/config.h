@@ -33,6 +33,7 @@ struct config {
 	char *nats_tls_server_name;
 	long long nats_reconnect_wait_ms;
 	long long nats_connect_timeout_ms;
+	long long nats_reconnect_buffer_bytes;
 
 	char *subject_prefix; /* restart */
 	char *queue_group;    /* restart */

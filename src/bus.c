@@ -349,7 +349,7 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 		s = natsOptions_SetTimeout(o, cfg->nats_connect_timeout_ms);
 	/* Events published while disconnected wait here until the reconnect. */
 	if (s == NATS_OK)
-		s = natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+		s = natsOptions_SetReconnectBufSize(o, (int)cfg->nats_reconnect_buffer_bytes);
 	/* Without this, every publish wakes nats.c's flusher thread, which asks
 	 * the adapter for a write event from that thread: a thread hop, an
 	 * allocation and a uv_async round trip per flush, about a millisecond

@@ -93,6 +93,8 @@ static const struct config__key config__keys[] = {
 	      "Expected server name in the NATS server's certificate (`\"\"`: the URL's host)."),
 	K_INT("nats.reconnect_wait_ms", nats_reconnect_wait_ms, 1000, 10, 600000, false, NULL,
 	      "Pause between NATS reconnect attempts."),
+	K_INT("nats.reconnect_buffer_bytes", nats_reconnect_buffer_bytes, 67108864, 0, 1073741824, false, NULL,
+	      "Events buffered while NATS is unreachable; past it publishes fail and a replay must repair the gap."),
 	K_INT("nats.connect_timeout_ms", nats_connect_timeout_ms, 2000, 100, 600000, false, NULL,
 	      "Timeout of one NATS connect attempt."),
 	K_STR("subject_prefix", subject_prefix, "sundynix", false, "SUNDYNIX_SUBJECT_PREFIX",
