@@ -81,6 +81,9 @@ struct resp {
 	const char *raw;
 	size_t raw_len, raw_pos, chunk;
 	char *raw_owned;
+	size_t stall_after; /* "stall_after": go silent after this many tokens (0: never) */
+	bool reset;         /* "reset": a close mode ends with a TCP reset, not a FIN */
+	size_t skipped;     /* a continuation: content tokens the client already has */
 };
 
 /* The request being parsed; head fields are valid once head_len != 0. */
@@ -106,6 +109,7 @@ struct conn {
 	unsigned pending_writes;
 	int handles; /* open handles; the conn is freed when this reaches 0 */
 	bool closing, in_process, close_when_drained, reading;
+	bool reset_on_close;
 };
 
 struct mock_write {
@@ -122,7 +126,7 @@ static struct {
 	json_t *script;	    /* the current default */
 	json_t *fifo;	    /* one-shot scripts */
 	json_t *requests;   /* recorded chat requests */
-	unsigned long long connections, requests_n, active, completed, aborts;
+	unsigned long long connections, requests_n, active, completed, aborts, continuations;
 	/* Command line defaults for keys a script leaves out. */
 	long long tokens, ttft_ms, inter_ms, per_write;
 	bool quiet;
@@ -223,11 +227,11 @@ static const char *script_check(const json_t *s)
 		{ "tokens", 0, MOCK_MAX_TOKENS },	 { "ttft_ms", 0, MOCK_MAX_MS },
 		{ "inter_ms", 0, MOCK_MAX_MS },		 { "reasoning_tokens", 0, MOCK_MAX_TOKENS },
 		{ "tokens_per_write", 0, 1000000 },	 { "status", 100, 599 },
-		{ "chunk", 0, MOCK_MAX_RAW_FILE },
+		{ "chunk", 0, MOCK_MAX_RAW_FILE },	 { "stall_after", 0, MOCK_MAX_TOKENS },
 	};
 	static const char *const strs[] = { "token", "reasoning_token", "content_type", "raw",
-					    "raw_file" };
-	static const char *const bools[] = { "usage", "after_headers" };
+					    "raw_file", "continue" };
+	static const char *const bools[] = { "usage", "after_headers", "reset" };
 	const json_t *v;
 
 	if (!json_is_object(s))
@@ -472,7 +476,7 @@ static void resp_event_tail(struct resp *rs, struct buf *b)
 		buf_printf(e,
 			   ",\"choices\":[],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,"
 			   "\"total_tokens\":%zu}}\n\n",
-			   rs->prompt_tokens, rs->n_content, rs->prompt_tokens + rs->n_content);
+			   rs->prompt_tokens, rs->n_content - rs->skipped, rs->prompt_tokens + rs->n_content - rs->skipped);
 		mock_http_chunk(b, e->data, e->len);
 	}
 	mock_http_chunk(b, "data: [DONE]\n\n", 14);
@@ -484,10 +488,16 @@ static bool resp_fill_stream(struct resp *rs, struct buf *b)
 {
 	size_t total = rs->n_reasoning + rs->n_content;
 
+	if (rs->stall_after && rs->stall_after < total)
+		total = rs->stall_after;
 	for (size_t k = 0; rs->next < total && k < rs->per_write; k++, rs->next++)
 		resp_event_token(rs, b);
 	if (rs->next < total)
 		return false;
+	if (rs->stall_after && rs->next == rs->stall_after) {
+		rs->state = RESP_STALL; /* a replica that hangs mid-answer */
+		return false;
+	}
 	if (rs->mode != MOCK_CLOSE)
 		resp_event_tail(rs, b);
 	return true;
@@ -517,8 +527,10 @@ static void resp_pump(struct conn *c)
 
 	conn_write(c, b->data, b->len);
 	buf_reset(b);
-	if (c->closing)
+	if (c->closing || rs->state == RESP_STALL)
 		return;
+	if (last && rs->mode == MOCK_CLOSE && rs->reset)
+		c->reset_on_close = true; /* a replica that dies: the peer sees a reset, not an end */
 	if (last)
 		resp_finish(c);
 	else if (!rs->inter_ms && c->pending_writes)
@@ -654,6 +666,80 @@ static void resp_echo_text(struct resp *rs, const json_t *body)
 	}
 }
 
+/* The scripted text of tokens [0, n) of template tpl, in out. */
+static void resp_script_text(const char *tpl, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		resp_expand(tpl, i);
+		buf_append(out, mock.tok.data, mock.tok.len);
+	}
+}
+
+/* How many whole tokens of tpl (at most n) make exactly text; -1 if none do. */
+static long resp_script_prefix(const char *tpl, size_t n, const char *text, size_t len)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i <= n; i++) {
+		if (at == len)
+			return (long)i;
+		if (i == n)
+			break;
+		resp_expand(tpl, i);
+		if (at + mock.tok.len > len || memcmp(text + at, mock.tok.data, mock.tok.len))
+			return -1;
+		at += mock.tok.len;
+	}
+	return -1;
+}
+
+/* A request whose last message is the assistant's asks to continue it (as
+ * vLLM, DeepSeek, llama.cpp and Ollama do): skip the scripted tokens the
+ * client already has, in the dialect the script names ("continue": "vllm"
+ * needs continue_final_message, "deepseek" needs "prefix": true, "trailing"
+ * nothing more; absent: any). Returns why not, or NULL. */
+static const char *resp_continue(struct resp *rs, const json_t *script, const json_t *body)
+{
+	const json_t *msgs = json_object_get(body, "messages");
+	const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+	const char *dialect = script_str(script, "continue", "");
+	const json_t *content = json_object_get(last, "content"), *rc = json_object_get(last, "reasoning_content");
+	bool vllm = json_is_true(json_object_get(body, "continue_final_message")) &&
+		    json_is_false(json_object_get(body, "add_generation_prompt"));
+	bool prefix = json_is_true(json_object_get(last, "prefix"));
+	long k, j;
+
+	if (!last || strcmp(script_str(last, "role", ""), "assistant"))
+		return NULL;
+	if ((!strcmp(dialect, "vllm") && !vllm) || (!strcmp(dialect, "deepseek") && !prefix) ||
+	    (!strcmp(dialect, "trailing") && (vllm || prefix)))
+		return "continuation: the request does not speak this backend's dialect";
+	const char *text = json_is_string(content) ? json_string_value(content) : "";
+	size_t len = json_is_string(content) ? json_string_length(content) : 0;
+	const char *rtext = json_is_string(rc) ? json_string_value(rc) : "";
+	size_t rlen = json_is_string(rc) ? json_string_length(rc) : 0;
+	if (len == 0) {
+		/* Cut off inside the reasoning. */
+		if ((j = resp_script_prefix(rs->reasoning, rs->n_reasoning, rtext, rlen)) < 0)
+			return "continuation: the reasoning so far is not a prefix of the script";
+		rs->next = (size_t)j;
+	} else {
+		struct buf r;
+		buf_init(&r);
+		resp_script_text(rs->reasoning, rs->n_reasoning, &r);
+		bool reasoning_ok = rlen == 0 || (rlen == r.len && !memcmp(rtext, r.data ? r.data : "", rlen));
+		buf_free(&r);
+		if (!reasoning_ok)
+			return "continuation: the reasoning so far is not the script's";
+		if ((k = resp_script_prefix(rs->token, rs->n_content, text, len)) < 0)
+			return "continuation: the answer so far is not a prefix of the script";
+		rs->next = rs->n_reasoning + (size_t)k;
+		rs->skipped = (size_t)k;
+	}
+	mock.continuations++;
+	return NULL;
+}
+
 /* Starts the response to a chat request; takes its own script reference. */
 static void resp_start(struct conn *c, json_t *script, const json_t *body, bool keep_alive)
 {
@@ -704,6 +790,17 @@ static void resp_start(struct conn *c, json_t *script, const json_t *body, bool 
 		resp_echo_text(rs, body);
 	else
 		rs->n_content = (size_t)script_int(script, "tokens", mock.tokens);
+	rs->stall_after = (size_t)script_int(script, "stall_after", 0);
+	rs->reset = script_bool(script, "reset", false);
+	if (rs->mode != MOCK_ECHO) {
+		const char *why = resp_continue(rs, script, body);
+		if (why) {
+			mock.active--;
+			resp_clear(rs);
+			conn_fail(c, 400, why);
+			return;
+		}
+	}
 	ttft = script_int(script, "ttft_ms", mock.ttft_ms);
 	rs->inter_ms = (unsigned)script_int(script, "inter_ms", mock.inter_ms);
 	rs->per_write = (size_t)script_int(script, "tokens_per_write", mock.per_write);
@@ -946,8 +1043,8 @@ static void mock_ctl_stats(struct conn *c)
 
 	snprintf(s, sizeof(s),
 		 "{\"connections\":%llu,\"requests\":%llu,\"active\":%llu,\"completed\":%llu,"
-		 "\"client_aborts\":%llu}",
-		 mock.connections, mock.requests_n, mock.active, mock.completed, mock.aborts);
+		 "\"client_aborts\":%llu,\"continuations\":%llu}",
+		 mock.connections, mock.requests_n, mock.active, mock.completed, mock.aborts, mock.continuations);
 	conn_reply_json(c, 200, s);
 }
 
@@ -1074,7 +1171,8 @@ static void conn_close(struct conn *c, bool abort)
 		c->next->prev = c->prev;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, conn_close_cb);
-	uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+	if (!c->reset_on_close || uv_tcp_close_reset(&c->tcp, conn_close_cb) != 0)
+		uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
 /* Reads land in one shared buffer: the loop is single-threaded and read_cb
