@@ -24,14 +24,18 @@ CFLAGS   ?=
 override CFLAGS += -std=c11 -D_GNU_SOURCE -DSUNDYNIX_VERSION='"$(VERSION)"' $(OPT) -g $(WARN) \
 	$(SANFLAGS) -Iinclude $(PKG_CFLAGS)
 override LDFLAGS += $(SANFLAGS)
+# Header dependencies come from the compiler: every object gets a .d file.
+DEPFLAGS := -MMD -MP
 
-# Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
-PURE_MODS   := util log config contract modelcfg prompt sse openai
+# Modules, listed explicitly. Core ones link into unit tests without the
+# event loop or the network (log and config do file and stderr I/O; sse,
+# openai and prompt are pure); daemon ones are the rest of the daemon.
+CORE_MODS   := util log config contract modelcfg prompt sse openai
 DAEMON_MODS := metrics pool bus http upstream probe stub request main
 CTL_MODS    := sundynixctl
 
-PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
-DAEMON_OBJS := $(PURE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
+CORE_OBJS   := $(CORE_MODS:%=$(BUILD)/obj/%.o)
+DAEMON_OBJS := $(CORE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
 CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/sundynixctl.o
 
 DAEMON := $(BUILD)/sundynix-dispatcher
@@ -52,18 +56,35 @@ UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program using tests/integration/harness.c
 # against a real nats-server, the mock backend and the real daemon.
-INTEG_TESTS := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
-INTEG_BINS  := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
+INTEG_TESTS  := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
+INTEG_BINS   := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
+SUPPORT_OBJS := $(BUILD)/obj/tests/integration/harness.o
+
+# Every object file, for the dependency files beside them.
+ALL_OBJS := $(DAEMON_OBJS) $(BUILD)/obj/sundynixctl.o $(SUPPORT_OBJS) \
+	$(UNIT_TESTS:%=$(BUILD)/obj/tests/unit/test_%.o) $(INTEG_TESTS:%=$(BUILD)/obj/tests/integration/test_%.o) \
+	$(BUILD)/obj/tests/mock_backend.o $(BUILD)/obj/bench/loadgen.o
 
 .PHONY: all test unit integration clean install uninstall demo deps bench fuzz check-config
 
 all: $(DAEMON) $(CTL)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# Objects outside src/ keep their path below $(BUILD)/obj.
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/bench/%.o: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
+
+-include $(ALL_OBJS:.o=.d)
 
 $(DAEMON): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -71,25 +92,24 @@ $(DAEMON): $(DAEMON_OBJS)
 $(CTL): $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(MOCK): tests/mock_backend.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ tests/mock_backend.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+$(MOCK): $(BUILD)/obj/tests/mock_backend.o $(BUILD)/obj/util.o | $(BUILD)/tests
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 define unit_rule
-$(BUILD)/tests/unit_$(1): tests/unit/test_$(1).c $$(unit_objs_$(1):%=$(BUILD)/obj/%.o) | $(BUILD)/tests
-	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(LDFLAGS) $$(PKG_LIBS) -lcmocka
+$(BUILD)/tests/unit_$(1): $(BUILD)/obj/tests/unit/test_$(1).o $$(unit_objs_$(1):%=$(BUILD)/obj/%.o) | $(BUILD)/tests
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
-$(BUILD)/tests/integ_%: tests/integration/test_%.c tests/integration/harness.c tests/integration/harness.h \
-		$(BUILD)/obj/util.o | $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests/integration -o $@ $< tests/integration/harness.c $(BUILD)/obj/util.o \
-		$(LDFLAGS) $(PKG_LIBS) -lcmocka
+$(INTEG_BINS): $(BUILD)/tests/integ_%: $(BUILD)/obj/tests/integration/test_%.o $(SUPPORT_OBJS) $(BUILD)/obj/util.o \
+		| $(BUILD)/tests
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 LOADGEN := $(BUILD)/bench/loadgen
 $(BUILD)/bench:
 	mkdir -p $@
-$(LOADGEN): bench/loadgen.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/bench
-	$(CC) $(CFLAGS) -o $@ bench/loadgen.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+$(LOADGEN): $(BUILD)/obj/bench/loadgen.o $(BUILD)/obj/util.o | $(BUILD)/bench
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 deps:
 	./scripts/install-deps.sh
