@@ -40,7 +40,7 @@ CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/sundynix
 
 DAEMON := $(BUILD)/sundynix-dispatcher
 CTL    := $(BUILD)/sundynixctl
-MOCK   := $(BUILD)/tests/mock-backend
+MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
 UNIT_TESTS := sse openai contract modelcfg prompt config util pool
@@ -63,7 +63,7 @@ SUPPORT_OBJS := $(BUILD)/obj/tests/integration/harness.o
 # Every object file, for the dependency files beside them.
 ALL_OBJS := $(DAEMON_OBJS) $(BUILD)/obj/sundynixctl.o $(SUPPORT_OBJS) \
 	$(UNIT_TESTS:%=$(BUILD)/obj/tests/unit/test_%.o) $(INTEG_TESTS:%=$(BUILD)/obj/tests/integration/test_%.o) \
-	$(BUILD)/obj/tests/mock_backend.o $(BUILD)/obj/bench/loadgen.o
+	$(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/bench/loadgen.o
 
 .PHONY: all test unit integration clean install uninstall demo deps bench fuzz check-config
 
@@ -77,11 +77,15 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
+$(BUILD)/obj/tools/%.o: tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
 $(BUILD)/obj/bench/%.o: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
 
 -include $(ALL_OBJS:.o=.d)
@@ -92,7 +96,8 @@ $(DAEMON): $(DAEMON_OBJS)
 $(CTL): $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(MOCK): $(BUILD)/obj/tests/mock_backend.o $(BUILD)/obj/util.o | $(BUILD)/tests
+# The mock OpenAI-compatible backend: tests, `make demo` and `make bench` use it.
+$(MOCK): $(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/util.o | $(BUILD)/tools
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 define unit_rule

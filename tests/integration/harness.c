@@ -640,7 +640,7 @@ struct h_mock *h_mock_start(const char *name, const char *const *extra_args)
 	m->name = xstrdup(name);
 	m->port_file = xasprintf("%s/%s.port", h__tmpdir, name);
 	unlink(m->port_file);
-	char *bin = xasprintf("%s/tests/mock-backend", h_build());
+	char *bin = xasprintf("%s/tools/mock-backend", h_build());
 	const char *argv[32];
 	size_t n = 0;
 	argv[n++] = bin;
