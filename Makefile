@@ -43,9 +43,10 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract modelcfg prompt config util pool
+UNIT_TESTS := sse openai openai_corpus contract modelcfg prompt config util pool
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
+unit_objs_openai_corpus := util openai sse
 unit_objs_contract := util contract
 unit_objs_modelcfg := util modelcfg
 unit_objs_prompt   := util prompt
