@@ -55,11 +55,13 @@ unit_objs_util     := util log
 unit_objs_pool     := util log modelcfg pool
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
-# Integration tests: each a C program using tests/integration/harness.c
-# against a real nats-server, the mock backend and the real daemon.
+# Integration tests: each a C program linked with the support library
+# (tests/support/, one module per concern) against a real nats-server, the
+# mock backend and the real daemon.
 INTEG_TESTS  := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
 INTEG_BINS   := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
-SUPPORT_OBJS := $(BUILD)/obj/tests/integration/harness.o
+SUPPORT_MODS := fixture bed check file proc tcp nats_server mock daemon gateway stream control notify cmd
+SUPPORT_OBJS := $(SUPPORT_MODS:%=$(BUILD)/obj/tests/support/%.o)
 
 # Every object file, for the dependency files beside them.
 ALL_OBJS := $(DAEMON_OBJS) $(BUILD)/obj/sundynixctl.o $(SUPPORT_OBJS) \
@@ -76,7 +78,7 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 # Objects outside src/ keep their path below $(BUILD)/obj.
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Itests/support -c -o $@ $<
 
 $(BUILD)/obj/tools/%.o: tools/%.c
 	@mkdir -p $(@D)
