@@ -1,6 +1,7 @@
 # sundynix-dispatcher. `make` builds the daemon and sundynixctl into build/;
 # `make test` runs every unit and integration test; `make test SANITIZE=1`
-# does it again under ASan+UBSan in build/asan.
+# does it again under ASan+UBSan in build/asan, `make test SANITIZE=thread`
+# under TSan in build/tsan.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -13,6 +14,14 @@ ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+ifeq ($(SANITIZE),thread)
+BUILD    := build/tsan
+OPT      := -O1
+SANFLAGS := -fsanitize=thread
+# unit_openai_corpus replays every split point of the corpus: about 5 minutes
+# under TSan (6 s without), past run.sh's default of 300 s per binary.
+TEST_ENV := TEST_TIMEOUT=$(or $(TEST_TIMEOUT),900)
 endif
 
 PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
@@ -127,7 +136,7 @@ integration: all $(MOCK) $(INTEG_BINS)
 
 test: deps
 	$(MAKE) all $(UNIT_BINS) $(MOCK) $(INTEG_BINS)
-	BUILD=$(BUILD) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/test_systemd_unit.sh
+	BUILD=$(BUILD) $(TEST_ENV) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/test_systemd_unit.sh
 
 bench: deps
 	$(MAKE) all $(MOCK) $(LOADGEN)
