@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,11 +24,19 @@
 /* Forks and execs argv: stdin from /dev/null, stdout to out_fd, stderr to
  * err_fd, signals back to default, every other descriptor closed, and the
  * child killed if the test dies. Only async-signal-safe calls between fork
- * and exec: the parent has threads. */
+ * and exec: the parent has threads. Signals stay blocked across the fork
+ * until the child has default handlers again, so a SIGTERM sent at once
+ * reaches the program exec'ed rather than a handler inherited from the test
+ * (or ThreadSanitizer's wrapper of it, which would defer it past exec). */
 static pid_t h__fork_exec(char *const argv[], int out_fd, int err_fd, char *const envp[], char *pidvar)
 {
 	pid_t parent = getpid();
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid_t pid = fork();
+	if (pid != 0)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)
 		fail_msg("fork: %s", strerror(errno));
 	if (pid == 0) {
@@ -50,13 +59,13 @@ static pid_t h__fork_exec(char *const argv[], int out_fd, int err_fd, char *cons
 		dup2(err_fd, 2);
 		for (int i = 3; i < 1024; i++)
 			close(i);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (envp)
 			execvpe(argv[0], argv, envp);
 		else
