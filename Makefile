@@ -1,6 +1,7 @@
 # sundynix-dispatcher. `make` builds the daemon and sundynixctl into build/;
 # `make test` runs every unit and integration test; `make test SANITIZE=1`
-# does it again under ASan+UBSan in build/asan.
+# does it again under ASan+UBSan in build/asan, `make test SANITIZE=thread`
+# under TSan in build/tsan.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -13,6 +14,14 @@ ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+ifeq ($(SANITIZE),thread)
+BUILD    := build/tsan
+OPT      := -O1
+SANFLAGS := -fsanitize=thread
+# unit_openai_corpus replays every split point of the corpus: about 5 minutes
+# under TSan (6 s without), past run.sh's default of 300 s per binary.
+TEST_ENV := TEST_TIMEOUT=$(or $(TEST_TIMEOUT),900)
 endif
 
 # Expanded when a recipe uses them, not when make reads this file: on a bare
@@ -27,24 +36,31 @@ CFLAGS   ?=
 override CFLAGS += -std=c11 -D_GNU_SOURCE -DSUNDYNIX_VERSION='"$(VERSION)"' $(OPT) -g $(WARN) \
 	$(SANFLAGS) -Iinclude $(PKG_CFLAGS)
 override LDFLAGS += $(SANFLAGS)
+# Header dependencies come from the compiler: every object gets a .d file.
+DEPFLAGS := -MMD -MP
 
-# Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
-PURE_MODS   := util log config contract provider modelcfg prompt sse openai record
+# Modules, listed explicitly. Core ones link into unit tests without the
+# event loop or the network (log and config do file and stderr I/O, provider
+# builds curl handles without using them; sse, openai, prompt, modelcfg and
+# record are pure); daemon ones are the rest of the daemon.
+CORE_MODS   := util log config contract provider modelcfg prompt sse openai record
 DAEMON_MODS := metrics pool bus http upstream probe control stub request main
 CTL_MODS    := sundynixctl
 
-PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
-DAEMON_OBJS := $(PURE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
-CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/provider.o $(BUILD)/obj/modelcfg.o $(BUILD)/obj/sundynixctl.o
+CORE_OBJS   := $(CORE_MODS:%=$(BUILD)/obj/%.o)
+DAEMON_OBJS := $(CORE_OBJS) $(DAEMON_MODS:%=$(BUILD)/obj/%.o)
+CTL_OBJS    := $(BUILD)/obj/util.o $(BUILD)/obj/contract.o $(BUILD)/obj/provider.o $(BUILD)/obj/modelcfg.o \
+	$(BUILD)/obj/sundynixctl.o
 
 DAEMON := $(BUILD)/sundynix-dispatcher
 CTL    := $(BUILD)/sundynixctl
-MOCK   := $(BUILD)/tests/mock-backend
+MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool record request
+UNIT_TESTS := sse openai openai_corpus contract provider modelcfg prompt config util pool record request
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
+unit_objs_openai_corpus := util openai sse
 unit_objs_contract := util contract
 unit_objs_provider := util provider
 unit_objs_modelcfg := util provider modelcfg
@@ -56,20 +72,43 @@ unit_objs_record   := util record
 unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
-# Integration tests: each a C program using tests/integration/harness.c
-# against a real nats-server, the mock backend and the real daemon.
-INTEG_TESTS := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
-INTEG_BINS  := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
+# Integration tests: each a C program linked with the support library
+# (tests/support/, one module per concern) against a real nats-server, the
+# mock backend and the real daemon.
+INTEG_TESTS  := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
+INTEG_BINS   := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
+SUPPORT_MODS := fixture bed check file proc tcp nats_server mock daemon gateway stream control notify cmd
+SUPPORT_OBJS := $(SUPPORT_MODS:%=$(BUILD)/obj/tests/support/%.o)
+
+# Every object file, for the dependency files beside them.
+ALL_OBJS := $(DAEMON_OBJS) $(BUILD)/obj/sundynixctl.o $(SUPPORT_OBJS) \
+	$(UNIT_TESTS:%=$(BUILD)/obj/tests/unit/test_%.o) $(INTEG_TESTS:%=$(BUILD)/obj/tests/integration/test_%.o) \
+	$(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/bench/loadgen.o
 
 .PHONY: all test unit integration clean install uninstall demo deps bench fuzz check-config
 
 all: $(DAEMON) $(CTL)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+# Objects outside src/ keep their path below $(BUILD)/obj.
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Itests/support -c -o $@ $<
+
+$(BUILD)/obj/tools/%.o: tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/bench/%.o: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
+
+-include $(ALL_OBJS:.o=.d)
 
 $(DAEMON): $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -77,25 +116,25 @@ $(DAEMON): $(DAEMON_OBJS)
 $(CTL): $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(MOCK): tests/mock_backend.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ tests/mock_backend.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+# The mock OpenAI-compatible backend: tests, `make demo` and `make bench` use it.
+$(MOCK): $(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/util.o | $(BUILD)/tools
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 define unit_rule
-$(BUILD)/tests/unit_$(1): tests/unit/test_$(1).c $$(unit_objs_$(1):%=$(BUILD)/obj/%.o) | $(BUILD)/tests
-	$$(CC) $$(CFLAGS) -o $$@ $$^ $$(LDFLAGS) $$(PKG_LIBS) -lcmocka
+$(BUILD)/tests/unit_$(1): $(BUILD)/obj/tests/unit/test_$(1).o $$(unit_objs_$(1):%=$(BUILD)/obj/%.o) | $(BUILD)/tests
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
-$(BUILD)/tests/integ_%: tests/integration/test_%.c tests/integration/harness.c tests/integration/harness.h \
-		$(BUILD)/obj/util.o | $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests/integration -o $@ $< tests/integration/harness.c $(BUILD)/obj/util.o \
-		$(LDFLAGS) $(PKG_LIBS) -lcmocka
+$(INTEG_BINS): $(BUILD)/tests/integ_%: $(BUILD)/obj/tests/integration/test_%.o $(SUPPORT_OBJS) $(BUILD)/obj/util.o \
+		| $(BUILD)/tests
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 LOADGEN := $(BUILD)/bench/loadgen
 $(BUILD)/bench:
 	mkdir -p $@
-$(LOADGEN): bench/loadgen.c $(BUILD)/obj/util.o $(wildcard include/*.h) | $(BUILD)/bench
-	$(CC) $(CFLAGS) -o $@ bench/loadgen.c $(BUILD)/obj/util.o $(LDFLAGS) $(PKG_LIBS)
+$(LOADGEN): $(BUILD)/obj/bench/loadgen.o $(BUILD)/obj/util.o | $(BUILD)/bench
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 deps:
 	./scripts/install-deps.sh
@@ -105,7 +144,7 @@ integration: all $(MOCK) $(INTEG_BINS)
 
 test: deps
 	$(MAKE) all $(UNIT_BINS) $(MOCK) $(INTEG_BINS)
-	BUILD=$(BUILD) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/test_systemd_unit.sh
+	BUILD=$(BUILD) $(TEST_ENV) ./tests/run.sh $(UNIT_BINS) $(INTEG_BINS) tests/test_systemd_unit.sh
 
 bench: deps
 	$(MAKE) all $(MOCK) $(LOADGEN)

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DAEMON=$BUILD/sundynix-dispatcher
 CTL=$BUILD/sundynixctl
-MOCK=$BUILD/tests/mock-backend
+MOCK=$BUILD/tools/mock-backend
 LOADGEN=$BUILD/bench/loadgen
 TICK=$(getconf CLK_TCK)
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DISPATCHER=$BUILD/sundynix-dispatcher
 CTL=$BUILD/sundynixctl
-MOCK=$BUILD/tests/mock-backend
+MOCK=$BUILD/tools/mock-backend
 
 for bin in "$DISPATCHER" "$CTL" "$MOCK"; do
 	if [ ! -x "$bin" ]; then

@@ -4,7 +4,7 @@
 # mid-stream, and a clean SIGTERM exit (no sanitizer report).
 # Usage: tests/mock_smoke.sh [path/to/mock-backend] [concurrent streams]
 set -u
-MOCK=${1:-build/asan/tests/mock-backend}
+MOCK=${1:-build/asan/tools/mock-backend}
 CONC=${2:-1000}
 DIR=$(mktemp -d)
 FAILS=0

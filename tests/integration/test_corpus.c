@@ -15,25 +15,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 static struct h_nats *nats;
 static struct h_mock *mock;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-corpus", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(mock);
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats, .mocks = { { &mock, "mock-corpus" } } };
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -95,8 +81,7 @@ static void run_case(struct h_client *c, const char *dir, const char *name, int 
 	json_decref(script);
 
 	snprintf(rid, sizeof(rid), "r-corpus-%d", n);
-	struct h_stream *s = h_stream_open(c, rid);
-	h_submit_simple(c, rid, "replay");
+	struct h_stream *s = h_stream_submit(c, rid, "replay");
 	json_t *t = h_stream_finish(s, 30000);
 	char *td = json_dumps(t, JSON_COMPACT);
 	h_log("%s chunk %d: %zu events, terminal %.300s", name, chunk, h_stream_count(s), td);
@@ -164,9 +149,8 @@ static void test_corpus_replay(void **state)
 		h_log("SSE corpus not found (../shared/sse-corpus or $SSE_CORPUS): skipped");
 		skip();
 	}
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	h_use_mock(c, d, mock, "m-corpus", "sk-corpus-0123456789", -1);
 	size_t n;
 	char **names = list_cases(dir, &n);
@@ -192,11 +176,4 @@ static void test_corpus_replay(void **state)
 	h_daemon_stop_ok(d);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_corpus_replay, h_test_setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_corpus", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_corpus", &bed, H_TEST(test_corpus_replay))

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 #define KEY "sk-ctl-SECRETmiddle0123456789abcdefXYZ"
 #define KEY_PART "SECRETmiddle"
@@ -28,73 +28,7 @@
 
 static struct h_nats *nats;
 static struct h_mock *mock;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-ctl", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(mock);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	h_test_setup(state);
-	h_mock_reset(mock);
-	h_mock_script(mock, FAST_SCRIPT);
-	return 0;
-}
-
-/* Starts `sundynixctl --nats URL --prefix P ARGS...` (NULL-terminated). */
-static struct h_cmd *ctl_startv(const char *prefix, va_list ap)
-{
-	const char *argv[32];
-	size_t n = 0;
-	char *bin = xasprintf("%s/sundynixctl", h_build());
-
-	if (access(bin, X_OK) != 0)
-		fail_msg("%s is missing (make %s)", bin, bin);
-	argv[n++] = bin;
-	argv[n++] = "--nats";
-	argv[n++] = nats->url;
-	argv[n++] = "--prefix";
-	argv[n++] = prefix;
-	for (const char *a; (a = va_arg(ap, const char *));) {
-		assert_true(n < UTIL_ARRAY_LEN(argv) - 1);
-		argv[n++] = a;
-	}
-	argv[n] = NULL;
-	struct h_cmd *c = h_cmd_start("ctl", (char *const *)argv);
-	free(bin);
-	return c;
-}
-
-static struct h_cmd *ctl_start(const char *prefix, ...)
-{
-	va_list ap;
-	va_start(ap, prefix);
-	struct h_cmd *c = ctl_startv(prefix, ap);
-	va_end(ap);
-	return c;
-}
-
-/* Runs a ctl command to the end, at most timeout_ms. */
-static struct h_cmd *ctl_run(const char *prefix, int timeout_ms, ...)
-{
-	va_list ap;
-	va_start(ap, timeout_ms);
-	struct h_cmd *c = ctl_startv(prefix, ap);
-	va_end(ap);
-	h_cmd_wait(c, timeout_ms);
-	return c;
-}
+static const struct h_bed bed = { .nats = &nats, .mocks = { { &mock, "mock-ctl" } }, .script = FAST_SCRIPT };
 
 /* The ctl's output never holds the api key, whatever the command. */
 static void expect_no_key(struct h_cmd *c)
@@ -105,33 +39,12 @@ static void expect_no_key(struct h_cmd *c)
 
 static void expect_log_no_key(struct h_daemon *d)
 {
-	char *log = h_read_file(d->log_path, NULL);
-	H_ASSERT_NOT_CONTAINS(log, KEY_PART);
-	free(log);
+	h_daemon_assert_log_lacks(d, KEY_PART);
 }
 
 static void wait_log(struct h_daemon *d, const char *needle, size_t count)
 {
-	if (!h_wait_file_count(d->log_path, needle, count, 5000)) {
-		h_daemon_dump_log(d);
-		fail_msg("daemon did not log \"%s\" (%zu times)", needle, count);
-	}
-}
-
-/* The line of path holding needle (caller frees), or NULL. */
-static char *log_line(const char *path, const char *needle)
-{
-	char *log = h_read_file(path, NULL);
-	char *p = log ? strstr(log, needle) : NULL;
-	char *line = NULL;
-
-	if (p) {
-		while (p > log && p[-1] != '\n')
-			p--;
-		line = xstrndup(p, strcspn(p, "\n"));
-	}
-	free(log);
-	return line;
+	h_daemon_expect_log_count(d, needle, count, 5000);
 }
 
 /* `config set` pointing the daemon at the mock as model with revision rev. */
@@ -141,7 +54,7 @@ static void ctl_set_model(const char *prefix, struct h_daemon *d, const char *mo
 	snprintf(needle, sizeof(needle), "model config applied: model=%s base_url=%s revision=%s ", model,
 		 mock->base_url, rev);
 	size_t before = h_daemon_log_count(d, needle);
-	struct h_cmd *c = ctl_run(prefix, 10000, "config", "set", "--base-url", mock->base_url, "--model", model,
+	struct h_cmd *c = h_ctl_run(nats, prefix, 10000, "config", "set", "--base-url", mock->base_url, "--model", model,
 				  "--api-key", KEY, "--revision", rev, NULL);
 	h_cmd_expect(c, 0);
 	expect_no_key(c);
@@ -161,7 +74,7 @@ static void test_chat_stub(void **state)
 	const char *prefix = h_prefix();
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 
-	struct h_cmd *c = ctl_run(prefix, 20000, "chat", "--profile", "name: Alice; hobby: fishing", "--fact",
+	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "--profile", "name: Alice; hobby: fishing", "--fact",
 				  "lives in Hangzhou", "Hello", NULL);
 	h_cmd_expect(c, 0);
 	assert_string_equal(c->out, STUB_HELLO_ALICE);
@@ -184,40 +97,37 @@ static void test_config_set_clear(void **state)
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 
 	ctl_set_model(prefix, d, "m", "3");
-	struct h_cmd *c = ctl_run(prefix, 20000, "chat", "Hi", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
 	h_cmd_expect(c, 0);
 	expect_no_key(c);
 	assert_string_equal(c->out, "tok0 tok1 tok2 \n");
 	assert_string_equal(c->err, "[done: finish=stop model=m prompt=1 completion=3 total=4]\n");
 	h_cmd_free(c);
 
-	json_t *reqs = h_mock_requests(mock);
-	assert_int_equal(json_array_size(reqs), 1);
-	json_t *r0 = json_array_get(reqs, 0);
-	assert_string_equal(h_jstr(r0, "path"), "/v1/chat/completions");
-	assert_string_equal(h_jstr(r0, "authorization"), "Bearer " KEY);
+	assert_int_equal(h_mock_request_count(mock), 1);
+	json_t *r0 = h_mock_chat_request(mock, 0, KEY);
 	assert_string_equal(h_jstr(r0, "body.model"), "m");
-	json_decref(reqs);
+	json_decref(r0);
 
 	/* Stale: ignored, the mock still answers. */
-	c = ctl_run(prefix, 10000, "config", "clear", "--revision", "2", NULL);
+	c = h_ctl_run(nats, prefix, 10000, "config", "clear", "--revision", "2", NULL);
 	h_cmd_expect(c, 0);
 	char want[256];
 	snprintf(want, sizeof(want), "broadcast on %s.config.model.updated: no model (stub) revision=2\n", prefix);
 	assert_string_equal(c->out, want);
 	h_cmd_free(c);
 	wait_log(d, "model config ignored: stale revision 2 < 3 (from broadcast)", 1);
-	c = ctl_run(prefix, 20000, "chat", "Hi", NULL);
+	c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
 	h_cmd_expect(c, 0);
 	assert_string_equal(c->out, "tok0 tok1 tok2 \n");
 	h_cmd_free(c);
 
 	/* Newer: the stub again, and the mock hears nothing more. */
-	c = ctl_run(prefix, 10000, "config", "clear", "--revision", "4", NULL);
+	c = h_ctl_run(nats, prefix, 10000, "config", "clear", "--revision", "4", NULL);
 	h_cmd_expect(c, 0);
 	h_cmd_free(c);
 	wait_log(d, "model config applied: none (stub) (from broadcast)", 1);
-	c = ctl_run(prefix, 20000, "chat", "Hello", NULL);
+	c = h_ctl_run(nats, prefix, 20000, "chat", "Hello", NULL);
 	h_cmd_expect(c, 0);
 	assert_string_equal(c->out, STUB_HELLO);
 	H_ASSERT_CONTAINS(c->err, "[done: finish=stop model=stub ");
@@ -241,7 +151,7 @@ static void test_config_serve(void **state)
 	h_write_file(path, body, strlen(body));
 	free(body);
 
-	struct h_cmd *serve = ctl_start(prefix, "config", "serve", path, NULL);
+	struct h_cmd *serve = h_ctl_start(nats, prefix, "config", "serve", path, NULL);
 	if (!h_wait_file(serve->err_path, "sundynixctl: serving ", 10000)) {
 		h_cmd_stop(serve, 5000);
 		fail_msg("config serve did not start: %s", serve->err);
@@ -250,7 +160,7 @@ static void test_config_serve(void **state)
 	wait_log(d, "(from control plane reply)", 1);
 	char needle[256];
 	snprintf(needle, sizeof(needle), "model config applied: model=m-served base_url=%s revision=7 ", mock->base_url);
-	char *line = log_line(d->log_path, needle);
+	char *line = h_file_line(d->log_path, needle);
 	if (!line) {
 		h_daemon_dump_log(d);
 		fail_msg("no \"%s\" in the daemon log", needle);
@@ -260,7 +170,7 @@ static void test_config_serve(void **state)
 	free(line);
 	assert_true(h_wait_file(serve->err_path, "sundynixctl: answered a config request", 3000));
 
-	struct h_cmd *c = ctl_run(prefix, 20000, "chat", "Hi", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
 	h_cmd_expect(c, 0);
 	assert_string_equal(c->out, "tok0 tok1 tok2 \n");
 	H_ASSERT_CONTAINS(c->err, "[done: finish=stop model=m-served ");
@@ -286,7 +196,7 @@ static void test_upstream_401(void **state)
 	h_mock_script(mock, "{\"mode\":\"status\",\"status\":401,\"body\":\"{\\\"error\\\":{\\\"message\\\":"
 			    "\\\"Invalid API key\\\",\\\"type\\\":\\\"invalid_request_error\\\"}}\","
 			    "\"content_type\":\"application/json\"}");
-	struct h_cmd *c = ctl_run(prefix, 20000, "chat", "Hi", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
 	h_cmd_expect(c, 1);
 	assert_string_equal(c->out, "");
 	H_ASSERT_CONTAINS(c->err, "error: upstream_http: HTTP 401: ");
@@ -305,13 +215,13 @@ static void test_cancel(void **state)
 	/* 100 tokens 50 ms apart: five seconds unless cancelled. */
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":100,\"ttft_ms\":0,\"inter_ms\":50}");
 
-	struct h_cmd *chat = ctl_start(prefix, "chat", "--request-id", "r-ctl-1", "talk for a while", NULL);
+	struct h_cmd *chat = h_ctl_start(nats, prefix, "chat", "--request-id", "r-ctl-1", "talk for a while", NULL);
 	if (!h_wait_file(chat->out_path, "tok1 ", 10000)) {
 		h_cmd_stop(chat, 5000);
 		fail_msg("the chat printed no tokens: stdout \"%s\" stderr \"%s\"", chat->out, chat->err);
 	}
 	unsigned long long t0 = util_now_ms();
-	struct h_cmd *c = ctl_run(prefix, 10000, "cancel", "r-ctl-1", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 10000, "cancel", "r-ctl-1", NULL);
 	h_cmd_expect(c, 0);
 	assert_string_equal(c->out, "");
 	assert_string_equal(c->err, "");
@@ -333,7 +243,7 @@ static void expect_usage(const char *prefix, const char *msg, ...)
 {
 	va_list ap;
 	va_start(ap, msg);
-	struct h_cmd *c = ctl_startv(prefix, ap);
+	struct h_cmd *c = h_ctl_startv(nats, prefix, ap);
 	va_end(ap);
 	h_cmd_wait(c, 10000);
 	h_cmd_expect(c, 2);
@@ -358,7 +268,7 @@ static void test_usage_errors(void **state)
 	expect_usage(prefix, "cancel: expected one REQUEST_ID argument", "cancel", NULL);
 	expect_usage(prefix, "config set: --base-url and --model are required", "config", "set", "--model", "m", NULL);
 
-	struct h_cmd *c = ctl_run(prefix, 10000, "--help", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 10000, "--help", NULL);
 	h_cmd_expect(c, 0);
 	H_ASSERT_CONTAINS(c->out, "Usage: sundynixctl");
 	assert_string_equal(c->err, "");
@@ -374,7 +284,7 @@ static void test_timeout(void **state)
 	ctl_set_model(prefix, d, "m-stall", "1");
 	h_mock_script(mock, "{\"mode\":\"stall\",\"after_headers\":false}");
 	unsigned long long t0 = util_now_ms();
-	struct h_cmd *c = ctl_run(prefix, 10000, "chat", "--timeout", "1", "--request-id", "r-ctl-to", "Hi", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 10000, "chat", "--timeout", "1", "--request-id", "r-ctl-to", "Hi", NULL);
 	unsigned long long took = util_now_ms() - t0;
 	h_log("chat --timeout 1 took %llu ms: %s", took, c->err);
 	h_cmd_expect(c, 1);
@@ -391,7 +301,7 @@ static void test_no_dispatcher(void **state)
 {
 	(void)state;
 	const char *prefix = h_prefix();
-	struct h_cmd *c = ctl_run(prefix, 15000, "chat", "Hi", NULL);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 15000, "chat", "Hi", NULL);
 	h_cmd_expect(c, 1);
 	assert_string_equal(c->out, "");
 	char want[256];
@@ -402,25 +312,13 @@ static void test_no_dispatcher(void **state)
 	char url[64];
 	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", h_free_port());
 	/* The later --nats wins. */
-	c = ctl_run(prefix, 15000, "--nats", url, "chat", "Hi", NULL);
+	c = h_ctl_run(nats, prefix, 15000, "--nats", url, "chat", "Hi", NULL);
 	h_cmd_expect(c, 1);
 	assert_string_equal(c->out, "");
 	H_ASSERT_CONTAINS(c->err, "cannot connect to NATS at ");
 	H_ASSERT_CONTAINS(c->err, url);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_chat_stub, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_config_set_clear, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_config_serve, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_upstream_401, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_cancel, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_usage_errors, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_timeout, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_no_dispatcher, setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_ctl", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_ctl", &bed, H_TEST(test_chat_stub), H_TEST(test_config_set_clear), H_TEST(test_config_serve),
+       H_TEST(test_upstream_401), H_TEST(test_cancel), H_TEST(test_usage_errors), H_TEST(test_timeout),
+       H_TEST(test_no_dispatcher))

@@ -1,5 +1,5 @@
-/* Integration: the harness itself, against nats-server only (no daemon), so
- * a harness bug is not mistaken for a daemon bug. */
+/* Integration: the support library itself, against nats-server only (no
+ * daemon), so a support bug is not mistaken for a daemon bug. */
 #include <curl/curl.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 static void pub_event(struct h_client *c, const char *rid, int seq, const char *type, const char *extra)
 {
@@ -85,13 +85,5 @@ static void test_proc_stop_reports_status(void **state)
 	assert_int_equal(h_proc_stop(q, 2000), 128 + 15);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_proc_stop_reports_status, h_test_setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_collector_and_restart, h_test_setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_blackhole_connect_times_out, h_test_setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_harness", tests, NULL, NULL);
-}
+H_MAIN("integ_harness", NULL, H_TEST(test_proc_stop_reports_status), H_TEST(test_collector_and_restart),
+       H_TEST(test_blackhole_connect_times_out))

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 /* One stream takes at least TTFT + (TOKENS - 1) * INTER ms at the mock. */
 #define TOKENS 8
@@ -22,21 +22,7 @@
 
 static struct h_nats *nats;
 static struct h_mock *mock;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-limits", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(mock);
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats, .mocks = { { &mock, "mock-limits" } } };
 
 struct load_result {
 	long long conns; /* TCP connections the daemon opened to the mock */
@@ -48,11 +34,10 @@ static struct load_result run_load(int limit)
 {
 	struct load_result res;
 	char overrides[128];
-	const char *prefix = h_prefix();
+	struct h_client *c;
 
 	snprintf(overrides, sizeof(overrides), "{\"limits\":{\"max_connections_per_endpoint\":%d}}", limit);
-	struct h_daemon *d = h_daemon_startf(nats, prefix, overrides);
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_daemon *d = h_daemon_start_client(nats, overrides, &c);
 	h_use_mock(c, d, mock, "m-limits", NULL, -1);
 	h_mock_reset(mock);
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":%d,\"ttft_ms\":%d,\"inter_ms\":%d}", TOKENS, TTFT_MS,
@@ -67,28 +52,20 @@ static struct load_result run_load(int limit)
 	unsigned long long t0 = util_now_ms();
 	for (int i = 0; i < NREQ; i++) {
 		snprintf(rid[i], sizeof(rid[i]), "lim%d-%d", limit, i);
-		s[i] = h_stream_open(c, rid[i]);
-		h_submit_simple(c, rid[i], "hello");
+		s[i] = h_stream_submit(c, rid[i], "hello");
 	}
-	char want[256] = "";
-	for (int i = 0; i < TOKENS; i++)
-		snprintf(want + strlen(want), sizeof(want) - strlen(want), "tok%d ", i);
+	char *want = h_mock_tokens(TOKENS);
 	for (int i = 0; i < NREQ; i++)
 		if (!h_stream_wait_terminal(s[i], 20000))
 			fail_msg("%s: no terminal event within 20 s", rid[i]);
 	res.took_ms = util_now_ms() - t0;
 	for (int i = 0; i < NREQ; i++) {
-		json_t *t = h_stream_finish(s[i], 20000);
-		char *dump = json_dumps(t, JSON_COMPACT);
-		if (strcmp(h_jstr(t, "type"), "done")) {
-			h_daemon_dump_log(d);
-			fail_msg("%s did not complete: %s", rid[i], dump);
-		}
-		free(dump);
+		h_stream_done(s[i], 20000);
 		char *text = h_stream_text(s[i], "token");
 		assert_string_equal(text, want);
 		free(text);
 	}
+	free(want);
 	res.conns = h_mock_stat(mock, "connections") - before - 1;
 	assert_int_equal(h_mock_stat(mock, "requests"), NREQ);
 	assert_int_equal(h_mock_stat(mock, "completed"), NREQ);
@@ -116,12 +93,4 @@ static void test_no_limit(void **state)
 	assert_in_range(r.conns, 3, NREQ);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_limit_two, h_test_setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_no_limit, h_test_setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_limits", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_limits", &bed, H_TEST(test_limit_two), H_TEST(test_no_limit))

@@ -14,74 +14,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 #define KEY "sk-pool-SECRETkey0123456789abcdef"
 #define FAST_SCRIPT "{\"mode\":\"stream\",\"tokens\":2,\"ttft_ms\":0,\"inter_ms\":0}"
 
 static struct h_nats *nats;
 static struct h_mock *ma, *mb;
+static const struct h_bed bed = { .nats = &nats,
+				  .mocks = { { &ma, "mock-pool-a" }, { &mb, "mock-pool-b" } },
+				  .script = FAST_SCRIPT };
 
-static int group_setup(void **state)
+/* Applies ModelConfig model with two equal replicas, and KEY when key is set. */
+static void use_two(struct h_client *c, struct h_daemon *d, const char *model, const char *a, const char *b, bool key)
 {
-	(void)state;
-	nats = h_nats_start(NULL);
-	ma = h_mock_start("mock-pool-a", NULL);
-	mb = h_mock_start("mock-pool-b", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(ma);
-	h_mock_stop(mb);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	h_test_setup(state);
-	h_mock_reset(ma);
-	h_mock_reset(mb);
-	h_mock_script(ma, FAST_SCRIPT);
-	h_mock_script(mb, FAST_SCRIPT);
-	return 0;
-}
-
-static struct h_daemon *start(const char *overrides, struct h_client **c)
-{
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_startf(nats, prefix, overrides);
-	*c = h_client_connect(nats, prefix);
-	return d;
-}
-
-/* Publishes a ModelConfig for model and waits until the daemon applied it. */
-static void apply_cfg(struct h_client *c, struct h_daemon *d, const char *model, const char *fmt, ...)
-	UTIL_PRINTF(4, 5);
-static void apply_cfg(struct h_client *c, struct h_daemon *d, const char *model, const char *fmt, ...)
-{
-	char needle[256];
-	va_list ap;
-
-	snprintf(needle, sizeof(needle), "model config applied: model=%s ", model);
-	size_t before = h_daemon_log_count(d, needle);
-	va_start(ap, fmt);
-	int len = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	assert_true(len >= 0);
-	char *body = xmalloc((size_t)len + 1);
-	va_start(ap, fmt);
-	vsnprintf(body, (size_t)len + 1, fmt, ap);
-	va_end(ap);
-	json_decref(h_json_parse(body));
-	h_publish_config(c, body);
-	free(body);
-	if (!h_wait_file_count(d->log_path, needle, before + 1, 5000)) {
-		h_daemon_dump_log(d);
-		fail_msg("daemon did not log \"%s\"", needle);
-	}
+	h_apply_config(c, d, model, "{\"model\":\"%s\",%s\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
+		       model, key ? "\"api_key\":\"" KEY "\"," : "", a, b);
 }
 
 static char *dead_url(int port)
@@ -89,44 +37,13 @@ static char *dead_url(int port)
 	return xasprintf("http://127.0.0.1:%d/v1", port);
 }
 
-/* Checks the events of a finished stream: seq 0..n-1, the request id, one
- * terminal event and it is the last. Like h_stream_finish without its
- * per-stream pause, so that hundreds of requests stay fast. Returns a copy
- * of the terminal event. */
-static json_t *check_stream(struct h_stream *s, const char *rid)
-{
-	json_t *ev = h_stream_events(s);
-	size_t n = json_array_size(ev);
-	char *all = json_dumps(ev, JSON_COMPACT);
-
-	if (n == 0)
-		fail_msg("%s: no events", rid);
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(ev, i);
-		const char *type = json_string_value(json_object_get(e, "type"));
-		bool terminal = type && (!strcmp(type, "done") || !strcmp(type, "error"));
-		json_t *seq = json_object_get(e, "seq");
-		if (!json_is_integer(seq) || (size_t)json_integer_value(seq) != i ||
-		    !json_is_string(json_object_get(e, "request_id")) ||
-		    strcmp(json_string_value(json_object_get(e, "request_id")), rid) || terminal != (i == n - 1))
-			fail_msg("%s: event %zu is wrong (seq, request_id, or terminal not last): %s", rid, i, all);
-	}
-	free(all);
-	json_t *t = json_incref(json_array_get(ev, n - 1));
-	json_decref(ev);
-	return t;
-}
-
-/* One request, start to end. Returns the terminal event (caller owns) and,
- * when text is given, the concatenated token deltas. */
+/* One request, start to end, its stream checked with only a short wait for
+ * strays, so that hundreds of requests stay fast. Returns the terminal event
+ * (caller owns) and, when text is given, the concatenated token deltas. */
 static json_t *run_one(struct h_client *c, const char *rid, char **text)
 {
-	struct h_stream *s = h_stream_open(c, rid);
-	h_submit_simple(c, rid, "hello");
-	if (!h_stream_wait_terminal(s, 15000))
-		fail_msg("%s: no terminal event within 15 s", rid);
-	h_sleep_ms(20); /* a stray after the terminal event would arrive right behind it */
-	json_t *t = check_stream(s, rid);
+	struct h_stream *s = h_stream_submit(c, rid, "hello");
+	json_t *t = json_incref(h_stream_settle(s, 15000, 20));
 	if (text)
 		*text = h_stream_text(s, "token");
 	h_stream_close(s);
@@ -147,11 +64,11 @@ static void test_weights(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
-	apply_cfg(c, d, "m-w",
-		  "{\"provider\":\"vllm\",\"model\":\"m-w\",\"api_key\":\"%s\",\"endpoints\":["
-		  "{\"base_url\":\"%s\",\"weight\":3},{\"base_url\":\"%s\",\"weight\":1}]}",
-		  KEY, ma->base_url, mb->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
+	h_apply_config(c, d, "m-w",
+		       "{\"provider\":\"vllm\",\"model\":\"m-w\",\"api_key\":\"%s\",\"endpoints\":["
+		       "{\"base_url\":\"%s\",\"weight\":3},{\"base_url\":\"%s\",\"weight\":1}]}",
+		       KEY, ma->base_url, mb->base_url);
 	enum { N = 400, CONC = 20 };
 	int on_a = 0, on_b = 0;
 	for (int base = 0; base < N; base += CONC) {
@@ -159,15 +76,14 @@ static void test_weights(void **state)
 		char rid[CONC][32];
 		for (int k = 0; k < CONC; k++) {
 			snprintf(rid[k], sizeof(rid[k]), "w-%d", base + k);
-			s[k] = h_stream_open(c, rid[k]);
-			h_submit_simple(c, rid[k], "hi");
+			s[k] = h_stream_submit(c, rid[k], "hi");
 		}
 		for (int k = 0; k < CONC; k++)
 			if (!h_stream_wait_terminal(s[k], 15000))
 				fail_msg("%s: no terminal event", rid[k]);
 		h_sleep_ms(30);
 		for (int k = 0; k < CONC; k++) {
-			json_t *t = check_stream(s[k], rid[k]);
+			json_t *t = h_stream_settle(s[k], 0, 0);
 			char *text = h_stream_text(s[k], "token");
 			assert_string_equal(text, "tok0 tok1 ");
 			free(text);
@@ -177,7 +93,6 @@ static void test_weights(void **state)
 				on_a++;
 			else
 				on_b++;
-			json_decref(t);
 			h_stream_close(s[k]);
 		}
 	}
@@ -191,6 +106,19 @@ static void test_weights(void **state)
 	h_daemon_stop_ok(d);
 }
 
+/* Whether the daemon logged needle; fails the test once end (util_now_ms)
+ * passed without it. */
+static bool logged_by(struct h_daemon *d, const char *needle, unsigned long long end)
+{
+	if (h_daemon_log_contains(d, needle))
+		return true;
+	if (util_now_ms() > end) {
+		h_daemon_dump_log(d);
+		fail_msg("no \"%s\"", needle);
+	}
+	return false;
+}
+
 /* 2. A replica that refuses connections: every request still succeeds, the
  * first few after a retry; after eject_after failures it is ejected, the
  * trial after the cooldown fails and doubles it; once something listens
@@ -199,13 +127,10 @@ static void test_refused_eject_and_return(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	int port = h_free_port();
 	char *dead = dead_url(port);
-	apply_cfg(c, d, "m-dead",
-		  "{\"model\":\"m-dead\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"},"
-		  "{\"base_url\":\"%s\"}]}",
-		  KEY, dead, ma->base_url);
+	use_two(c, d, "m-dead", dead, ma->base_url, true);
 	char ejected[256], ejected2[256], back[256];
 	snprintf(ejected, sizeof(ejected), "pool: endpoint %s ejected for 1000 ms after 3 consecutive failures",
 		 dead);
@@ -248,11 +173,7 @@ static void test_refused_eject_and_return(void **state)
 	/* The trial after the cooldown fails (nothing listens yet): twice as long. */
 	unsigned long long end = util_now_ms() + 4000;
 	bool saw_trial_retry = false;
-	while (!h_daemon_log_contains(d, ejected2)) {
-		if (util_now_ms() > end) {
-			h_daemon_dump_log(d);
-			fail_msg("no \"%s\"", ejected2);
-		}
+	while (!logged_by(d, ejected2, end)) {
 		snprintf(rid, sizeof(rid), "dead-%d", n++);
 		json_t *t = run_one(c, rid, NULL);
 		expect_route(t, "done", h_jint(t, "attempts"), ma->base_url);
@@ -269,11 +190,7 @@ static void test_refused_eject_and_return(void **state)
 	struct h_mock *revived = h_mock_start("mock-pool-revived", args);
 	assert_int_equal(revived->port, port);
 	end = util_now_ms() + 6000;
-	while (!h_daemon_log_contains(d, back)) {
-		if (util_now_ms() > end) {
-			h_daemon_dump_log(d);
-			fail_msg("no \"%s\"", back);
-		}
+	while (!logged_by(d, back, end)) {
 		snprintf(rid, sizeof(rid), "dead-%d", n++);
 		json_t *t = run_one(c, rid, NULL);
 		assert_string_equal(h_jstr(t, "type"), "done");
@@ -322,10 +239,8 @@ static void test_503_then_200(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
-	apply_cfg(c, d, "m-503",
-		  "{\"model\":\"m-503\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
-		  KEY, ma->base_url, mb->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
+	use_two(c, d, "m-503", ma->base_url, mb->base_url, true);
 	h_mock_next(ma, "{\"mode\":\"status\",\"status\":503,\"body\":\"{\\\"error\\\":{\\\"message\\\":\\\"overloaded\\\"}}\"}");
 	int n = 0;
 	json_t *t = run_until_hit(c, ma, 1, "r503", &n);
@@ -349,15 +264,13 @@ static void test_429_retry_after(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	char *resp = h_http_response(429, "Retry-After: 2\r\n", "application/json",
 				     "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}");
 	struct h_rawsrv *raw = h_rawsrv_start(resp);
 	free(resp);
 	char *raw_url = dead_url(h_rawsrv_port(raw));
-	apply_cfg(c, d, "m-429",
-		  "{\"model\":\"m-429\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
-		  KEY, raw_url, mb->base_url);
+	use_two(c, d, "m-429", raw_url, mb->base_url, true);
 	int n = 0;
 	char rid[32];
 	unsigned long long hit_at = 0;
@@ -405,10 +318,8 @@ static void test_429_retry_after(void **state)
 static void run_stall(bool after_headers)
 {
 	struct h_client *c;
-	struct h_daemon *d = start("{\"timeouts\":{\"first_token_ms\":400}}", &c);
-	apply_cfg(c, d, "m-stall",
-		  "{\"model\":\"m-stall\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}", ma->base_url,
-		  mb->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, "{\"timeouts\":{\"first_token_ms\":400}}", &c);
+	use_two(c, d, "m-stall", ma->base_url, mb->base_url, false);
 	h_mock_script(ma, "{\"mode\":\"stall\",\"after_headers\":%s}", after_headers ? "true" : "false");
 	int n = 0;
 	char rid[32];
@@ -453,10 +364,8 @@ static void test_close_after_tokens(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
-	apply_cfg(c, d, "m-close",
-		  "{\"model\":\"m-close\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}", ma->base_url,
-		  mb->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
+	use_two(c, d, "m-close", ma->base_url, mb->base_url, false);
 	h_mock_script(ma, "{\"mode\":\"close\",\"tokens\":3,\"ttft_ms\":0,\"inter_ms\":5}");
 	int errors = 0, dones = 0;
 	for (int i = 0; i < 6; i++) {
@@ -490,10 +399,8 @@ static void test_close_after_tokens(void **state)
 static void run_4xx(int status, const char *message)
 {
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
-	apply_cfg(c, d, "m-4xx",
-		  "{\"model\":\"m-4xx\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
-		  KEY, ma->base_url, mb->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
+	use_two(c, d, "m-4xx", ma->base_url, mb->base_url, true);
 	h_mock_script(ma,
 		      "{\"mode\":\"status\",\"status\":%d,\"body\":\"{\\\"error\\\":{\\\"message\\\":\\\"%s\\\","
 		      "\\\"type\\\":\\\"invalid_request_error\\\"}}\"}",
@@ -536,20 +443,13 @@ static void test_4xx_not_retried(void **state)
 	run_4xx(400, "max_tokens is too large");
 }
 
-/* 7. The probe subject. */
+/* 7. The probe subject: its answer never carries the key. */
 static json_t *probe(struct h_client *c, const char *body)
 {
-	char subj[256];
-	natsMsg *reply = NULL;
-	snprintf(subj, sizeof(subj), "%s.dispatcher.probe", c->prefix);
-	natsStatus s = natsConnection_RequestString(&reply, c->nc, subj, body, 10000);
-	if (s != NATS_OK)
-		fail_msg("probe request: %s", natsStatus_GetText(s));
-	char *text = xstrndup(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-	natsMsg_Destroy(reply);
+	json_t *j = h_probe(c, body);
+	char *text = json_dumps(j, JSON_COMPACT);
 	H_ASSERT_NOT_CONTAINS(text, KEY);
 	H_ASSERT_NOT_CONTAINS(text, "SECRETkey");
-	json_t *j = h_json_parse(text);
 	free(text);
 	return j;
 }
@@ -558,7 +458,7 @@ static void test_probe_subject(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start("{\"pool\":{\"probe_timeout_ms\":1500}}", &c);
+	struct h_daemon *d = h_daemon_start_client(nats, "{\"pool\":{\"probe_timeout_ms\":1500}}", &c);
 	int port = h_free_port();
 	char *dead = dead_url(port);
 	char *hole = dead_url(h_blackhole_port());
@@ -594,15 +494,12 @@ static void test_probe_subject(void **state)
 	json_decref(a);
 
 	/* What the healthy one received: a one-token, non-streaming request. */
-	json_t *reqs = h_mock_requests(ma);
-	assert_int_equal(json_array_size(reqs), 1);
-	json_t *r0 = json_array_get(reqs, 0);
-	assert_string_equal(h_jstr(r0, "path"), "/v1/chat/completions");
-	assert_string_equal(h_jstr(r0, "authorization"), "Bearer " KEY);
+	assert_int_equal(h_mock_request_count(ma), 1);
+	json_t *r0 = h_mock_chat_request(ma, 0, KEY);
 	assert_int_equal(h_jint(r0, "body.max_tokens"), 1);
 	assert_true(json_is_false(h_jpath(r0, "body.stream")));
 	assert_string_equal(h_jstr(r0, "body.model"), "m-probe");
-	json_decref(reqs);
+	json_decref(r0);
 
 	/* All healthy: ok. */
 	body = xasprintf("{\"model\":\"m-probe\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
@@ -639,9 +536,7 @@ static void test_probe_subject(void **state)
 	}
 	/* The probe is not applied. */
 	assert_false(h_daemon_log_contains(d, "model config applied: model=m-probe"));
-	char *log = h_read_file(d->log_path, NULL);
-	H_ASSERT_NOT_CONTAINS(log, KEY);
-	free(log);
+	h_daemon_assert_log_lacks(d, KEY);
 	free(dead);
 	free(hole);
 	h_daemon_stop_ok(d);
@@ -653,12 +548,11 @@ static void test_active_probe(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start("{\"pool\":{\"probe_interval_ms\":150,\"probe_timeout_ms\":500}}", &c);
+	struct h_daemon *d =
+		h_daemon_start_client(nats, "{\"pool\":{\"probe_interval_ms\":150,\"probe_timeout_ms\":500}}", &c);
 	int port = h_free_port();
 	char *dead = dead_url(port);
-	apply_cfg(c, d, "m-active",
-		  "{\"model\":\"m-active\",\"endpoints\":[{\"base_url\":\"%s\"},{\"base_url\":\"%s\"}]}",
-		  ma->base_url, dead);
+	use_two(c, d, "m-active", ma->base_url, dead, false);
 	char ejected[256];
 	snprintf(ejected, sizeof(ejected), "pool: endpoint %s ejected", dead);
 	/* Docs: "every replica of the active model gets GET {base_url}/models
@@ -686,9 +580,9 @@ static void test_connection_reuse(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = start(NULL, &c);
-	apply_cfg(c, d, "m-reuse", "{\"model\":\"m-reuse\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"}]}",
-		  KEY, ma->base_url);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
+	h_apply_config(c, d, "m-reuse", "{\"model\":\"m-reuse\",\"api_key\":\"%s\",\"endpoints\":[{\"base_url\":\"%s\"}]}",
+		       KEY, ma->base_url);
 	h_mock_reset(ma);
 	h_mock_script(ma, FAST_SCRIPT);
 	for (int i = 0; i < 50; i++) {
@@ -705,21 +599,7 @@ static void test_connection_reuse(void **state)
 	h_daemon_stop_ok(d);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_weights, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_refused_eject_and_return, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_503_then_200, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_429_retry_after, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_stall_before_first_token, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_stall_after_headers, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_close_after_tokens, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_4xx_not_retried, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_probe_subject, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_active_probe, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_connection_reuse, setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_pool", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_pool", &bed, H_TEST(test_weights), H_TEST(test_refused_eject_and_return),
+       H_TEST(test_503_then_200), H_TEST(test_429_retry_after), H_TEST(test_stall_before_first_token),
+       H_TEST(test_stall_after_headers), H_TEST(test_close_after_tokens), H_TEST(test_4xx_not_retried),
+       H_TEST(test_probe_subject), H_TEST(test_active_probe), H_TEST(test_connection_reuse))

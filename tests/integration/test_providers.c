@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 #define KEY "sk-prov-SECRETkey9876543210fedcba"
 
@@ -28,51 +28,33 @@ static struct h_daemon *daemon_;
 static struct h_client *client;
 static int rid_n;
 
-static int group_setup(void **state)
+/* One daemon serves every test; each applies its provider's config. */
+static int start_daemon(void)
 {
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-providers", NULL);
-	const char *prefix = h_prefix();
-	daemon_ = h_daemon_startf(nats, prefix, "{\"timeouts\":{\"first_token_ms\":10000,\"idle_ms\":10000}}");
-	client = h_client_connect(nats, prefix);
+	daemon_ = h_daemon_start_client(nats, "{\"timeouts\":{\"first_token_ms\":10000,\"idle_ms\":10000}}", &client);
 	return 0;
 }
 
-static int group_teardown(void **state)
+static int stop_daemon(void)
 {
-	(void)state;
-	char *log = h_read_file(daemon_->log_path, NULL);
-	if (log && strstr(log, KEY))
+	bool leaked = h_daemon_log_contains(daemon_, KEY);
+	if (leaked)
 		fprintf(stderr, "the daemon log contains the api key\n");
-	bool leaked = log && strstr(log, KEY);
-	free(log);
 	int code = h_daemon_stop(daemon_);
-	h_mock_stop(mock);
 	return code != 0 || leaked;
 }
 
-static int setup(void **state)
-{
-	h_test_setup(state);
-	h_mock_reset(mock);
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats,
+				  .mocks = { { &mock, "mock-providers" } },
+				  .setup = start_daemon,
+				  .teardown = stop_daemon };
 
 /* Applies a config for provider at base_url (the mock's unless given). */
 static void use_provider(const char *provider, const char *model, const char *base_url, const char *extra)
 {
-	char needle[256];
-	snprintf(needle, sizeof(needle), "model config applied: model=%s ", model);
-	size_t before = h_daemon_log_count(daemon_, needle);
-	char *body = xasprintf("{\"provider\":\"%s\",\"model\":\"%s\",\"base_url\":\"%s\",\"api_key\":\"%s\"%s}",
-			       provider, model, base_url ? base_url : mock->base_url, KEY, extra ? extra : "");
-	h_publish_config(client, body);
-	free(body);
-	if (!h_wait_file_count(daemon_->log_path, needle, before + 1, 5000)) {
-		h_daemon_dump_log(daemon_);
-		fail_msg("daemon did not log \"%s\"", needle);
-	}
+	h_apply_config(client, daemon_, model,
+		       "{\"provider\":\"%s\",\"model\":\"%s\",\"base_url\":\"%s\",\"api_key\":\"%s\"%s}", provider, model,
+		       base_url ? base_url : mock->base_url, KEY, extra ? extra : "");
 }
 
 /* What a served stream must add up to. */
@@ -101,30 +83,16 @@ static void serve_once(const char *name, const char *raw, int status, const char
 	assert_non_null(script);
 	char *text = json_dumps(script, JSON_COMPACT);
 	json_decref(script);
-	json_decref(h_mock_post(mock, "/_mock/next", text));
+	h_mock_next(mock, "%s", text);
 	free(text);
 
 	long long before = h_mock_stat(mock, "requests");
-	struct h_stream *s = h_stream_open(client, rid);
-	h_submit_simple(client, rid, "hello");
-	if (!h_stream_wait_terminal(s, 20000))
-		fail_msg("%s: no terminal event", what);
-	h_sleep_ms(10);
-
+	struct h_stream *s = h_stream_submit(client, rid, "hello");
+	/* The order of the events (seq, terminal last, types) is checked here. */
+	json_t *t = h_stream_settle(s, 20000, 10);
 	json_t *ev = h_stream_events(s);
-	size_t n = json_array_size(ev);
 	char *all = json_dumps(ev, JSON_COMPACT);
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(ev, i);
-		const char *type = json_string_value(json_object_get(e, "type"));
-		bool terminal = type && (!strcmp(type, "done") || !strcmp(type, "error"));
-		if (h_jint(e, "seq") != (long long)i || terminal != (i == n - 1))
-			fail_msg("%s: event %zu out of order: %s", what, i, all);
-		if (!terminal && (!type || (strcmp(type, "token") && strcmp(type, "reasoning"))))
-			fail_msg("%s: unexpected event type: %s", what, all);
-	}
 	H_ASSERT_NOT_CONTAINS(all, KEY);
-	json_t *t = json_array_get(ev, n - 1);
 	char *tokens = h_stream_text(s, "token"), *reasoning = h_stream_text(s, "reasoning");
 	if (strcmp(h_jstr(t, "type"), x->type) || strcmp(tokens, x->tokens) ||
 	    strcmp(reasoning, x->reasoning ? x->reasoning : ""))
@@ -245,13 +213,10 @@ static void test_openai(void **state)
 			 "\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}",
 			 redacted);
 	/* The request itself: Bearer, the OpenAI path. */
-	json_t *reqs = h_mock_requests(mock);
-	json_t *r0 = json_array_get(reqs, 0);
-	assert_string_equal(h_jstr(r0, "path"), "/v1/chat/completions");
-	assert_string_equal(h_jstr(r0, "authorization"), "Bearer " KEY);
+	json_t *r0 = h_mock_chat_request(mock, 0, KEY);
 	assert_true(json_is_true(h_jpath(r0, "body.stream")));
 	assert_true(json_is_true(h_jpath(r0, "body.stream_options.include_usage")));
-	json_decref(reqs);
+	json_decref(r0);
 }
 
 /* ---- vLLM ---- */
@@ -505,12 +470,10 @@ static void test_azure(void **state)
 	/* The mock records the path (without the query) and only the
 	 * Authorization header: the deployment is in the path and no Bearer
 	 * goes out. */
-	json_t *reqs = h_mock_requests(mock);
-	assert_true(json_array_size(reqs) >= 1);
-	json_t *r0 = json_array_get(reqs, 0);
+	json_t *r0 = h_mock_request(mock, 0);
 	assert_string_equal(h_jstr(r0, "path"), "/openai/deployments/gpt-4o-deploy/chat/completions");
 	assert_true(json_is_null(json_object_get(r0, "authorization")));
-	json_decref(reqs);
+	json_decref(r0);
 	free(base);
 }
 
@@ -527,10 +490,8 @@ static void test_azure_headers(void **state)
 	use_provider("azure", "my deploy/x", base, NULL);
 	h_submit_simple(client, "az-h-1", "hi");
 	use_provider("azure", "gpt-4o-deploy", base, ",\"api_version\":\"2025-01-01-preview\"");
-	struct h_stream *s = h_stream_open(client, "az-h-2");
-	h_submit_simple(client, "az-h-2", "hi");
-	json_t *t = h_stream_finish(s, 10000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	struct h_stream *s = h_stream_submit(client, "az-h-2", "hi");
+	h_stream_done(s, 10000);
 	char *text = h_stream_text(s, "token");
 	assert_string_equal(text, "Sure, here.");
 	free(text);
@@ -552,10 +513,7 @@ static void test_azure_headers(void **state)
 	/* The same server as an OpenAI backend: Bearer, the plain path. */
 	char *v1 = xasprintf("http://127.0.0.1:%d/v1", h_rawsrv_port(raw));
 	use_provider("openai", "gpt-4o-mini", v1, NULL);
-	s = h_stream_open(client, "az-h-3");
-	h_submit_simple(client, "az-h-3", "hi");
-	t = h_stream_finish(s, 10000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	h_stream_done(h_stream_submit(client, "az-h-3", "hi"), 10000);
 	char *h3 = h_rawsrv_head(raw, 2);
 	H_ASSERT_CONTAINS(h3, "POST /v1/chat/completions HTTP/1.1\r\n");
 	H_ASSERT_CONTAINS(h3, "\r\nAuthorization: Bearer " KEY "\r\n");
@@ -628,27 +586,11 @@ static void test_unknown_provider(void **state)
 					  "unknown provider \"acme-llm\": treating it as OpenAI-compatible"));
 	struct expect x = { "done", "Hello! 你好 😀\n", NULL, "stop", "gpt-4o-mini-2024-07-18", 19, 4, 23, NULL, NULL };
 	serve_once("unknown provider", openai_stream, 200, "text/event-stream", 0, 0, &x);
-	json_t *reqs = h_mock_requests(mock);
-	json_t *r0 = json_array_get(reqs, 0);
-	assert_string_equal(h_jstr(r0, "path"), "/v1/chat/completions");
-	assert_string_equal(h_jstr(r0, "authorization"), "Bearer " KEY);
+	json_t *r0 = h_mock_chat_request(mock, 0, KEY);
 	assert_string_equal(h_jstr(r0, "body.model"), "acme-1");
-	json_decref(reqs);
+	json_decref(r0);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_openai, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_vllm, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_ollama, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_llamacpp, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_deepseek, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_azure, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_azure_headers, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_openrouter, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_provider, setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_providers", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_providers", &bed, H_TEST(test_openai), H_TEST(test_vllm), H_TEST(test_ollama),
+       H_TEST(test_llamacpp), H_TEST(test_deepseek), H_TEST(test_azure), H_TEST(test_azure_headers),
+       H_TEST(test_openrouter), H_TEST(test_unknown_provider))

@@ -10,32 +10,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 static struct h_nats *nats;
 static struct h_mock *mock;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-req", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(mock);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	h_test_setup(state);
-	h_mock_reset(mock);
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats, .mocks = { { &mock, "mock-req" } } };
 
 #define OKMSG "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
@@ -82,9 +61,8 @@ static const struct bad_case bad_cases[] = {
 static void test_malformed_table(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_startf(nats, prefix, "{\"limits\":{\"max_request_bytes\":4096}}");
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, "{\"limits\":{\"max_request_bytes\":4096}}", &c);
 	/* Everything the daemon publishes on any stream subject of this prefix:
 	 * requests without a usable id must not produce events anywhere. */
 	struct h_stream *all = h_stream_open(c, ">");
@@ -176,54 +154,52 @@ static void test_malformed_table(void **state)
 	char id[129];
 	memset(id, 'a', 128);
 	id[128] = '\0';
-	struct h_stream *s = h_stream_open(c, id);
-	h_submit_simple(c, id, "still there?");
-	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
+	h_stream_done(h_stream_submit(c, id, "still there?"), 10000);
 	h_daemon_stop_ok(d);
+}
+
+/* Submits a valid request for rid that must be refused with code. */
+static void expect_refused(struct h_client *c, const char *rid, const char *code)
+{
+	char *body = xasprintf("{\"request_id\":\"%s\"," OKMSG "}", rid);
+	json_t *ack = h_submit_raw(c, body, strlen(body), 5000);
+	char *ackd = json_dumps(ack, JSON_COMPACT);
+	h_log("ack of %s: %s", rid, ackd);
+	free(ackd);
+	free(body);
+	assert_true(json_is_false(json_object_get(ack, "accepted")));
+	assert_string_equal(h_jstr(ack, "error.code"), code);
+	assert_string_equal(h_jstr(ack, "request_id"), rid);
+	if (!strcmp(code, "bad_request"))
+		H_ASSERT_CONTAINS(h_jstr(ack, "error.message"), "request_id");
+	json_decref(ack);
 }
 
 static void test_duplicate_in_flight(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":30}");
 	h_use_mock(c, d, mock, "m-dup", "", -1);
-	struct h_stream *s = h_stream_open(c, "r-dup");
-	h_submit_simple(c, "r-dup", "first");
+	struct h_stream *s = h_stream_submit(c, "r-dup", "first");
 	assert_true(h_stream_wait_count(s, 2, 5000));
-	json_t *ack = h_submit_raw(c, "{\"request_id\":\"r-dup\"," OKMSG "}", strlen("{\"request_id\":\"r-dup\"," OKMSG "}"),
-				   5000);
-	char *ackd = json_dumps(ack, JSON_COMPACT);
-	h_log("duplicate ack: %s", ackd);
-	free(ackd);
-	assert_true(json_is_false(json_object_get(ack, "accepted")));
-	assert_string_equal(h_jstr(ack, "error.code"), "bad_request");
-	assert_string_equal(h_jstr(ack, "request_id"), "r-dup");
-	H_ASSERT_CONTAINS(h_jstr(ack, "error.message"), "request_id");
-	json_decref(ack);
+	expect_refused(c, "r-dup", "bad_request");
 	/* The running stream is untouched: seq intact, one terminal, all tokens. */
-	json_t *t = h_stream_finish(s, 10000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	h_stream_done(s, 10000);
 	assert_int_equal(h_stream_count(s), 21);
-	json_t *reqs = h_mock_requests(mock);
-	assert_int_equal(json_array_size(reqs), 1);
-	json_decref(reqs);
+	assert_int_equal(h_mock_request_count(mock), 1);
 	/* Once finished, the id can be used again. */
 	h_stream_close(s);
-	s = h_stream_open(c, "r-dup");
-	h_submit_simple(c, "r-dup", "again");
-	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
+	h_stream_done(h_stream_submit(c, "r-dup", "again"), 10000);
 	h_daemon_stop_ok(d);
 }
 
 static void test_busy(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_startf(nats, prefix, "{\"limits\":{\"max_inflight\":2}}");
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, "{\"limits\":{\"max_inflight\":2}}", &c);
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":40}");
 	h_use_mock(c, d, mock, "m-busy", "", -1);
 	struct h_stream *s1 = h_stream_open(c, "r-busy-1");
@@ -231,40 +207,20 @@ static void test_busy(void **state)
 	struct h_stream *s3 = h_stream_open(c, "r-busy-3");
 	h_submit_simple(c, "r-busy-1", "one");
 	h_submit_simple(c, "r-busy-2", "two");
-	json_t *ack = h_submit_raw(c, "{\"request_id\":\"r-busy-3\"," OKMSG "}",
-				   strlen("{\"request_id\":\"r-busy-3\"," OKMSG "}"), 5000);
-	char *ackd = json_dumps(ack, JSON_COMPACT);
-	h_log("third ack: %s", ackd);
-	free(ackd);
-	assert_true(json_is_false(json_object_get(ack, "accepted")));
-	assert_string_equal(h_jstr(ack, "error.code"), "busy");
-	assert_string_equal(h_jstr(ack, "request_id"), "r-busy-3");
-	json_decref(ack);
+	expect_refused(c, "r-busy-3", "busy");
 	h_stream_expect_error(s3, "busy", 3000);
 	assert_int_equal(h_stream_count(s3), 1);
 	/* The two running ones are not disturbed. */
 	assert_true(h_stream_count(s1) < 21);
-	assert_string_equal(h_jstr(h_stream_finish(s1, 10000), "type"), "done");
-	assert_string_equal(h_jstr(h_stream_finish(s2, 10000), "type"), "done");
+	h_stream_done(s1, 10000);
+	h_stream_done(s2, 10000);
 	assert_int_equal(h_stream_count(s1), 21);
 	assert_int_equal(h_stream_count(s2), 21);
 	/* Capacity is back. */
-	struct h_stream *s4 = h_stream_open(c, "r-busy-4");
-	h_submit_simple(c, "r-busy-4", "four");
-	assert_string_equal(h_jstr(h_stream_finish(s4, 10000), "type"), "done");
-	json_t *reqs = h_mock_requests(mock);
-	assert_int_equal(json_array_size(reqs), 3);
-	json_decref(reqs);
+	h_stream_done(h_stream_submit(c, "r-busy-4", "four"), 10000);
+	assert_int_equal(h_mock_request_count(mock), 3);
 	h_daemon_stop_ok(d);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_malformed_table, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_duplicate_in_flight, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_busy, setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_requests", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_requests", &bed, H_TEST(test_malformed_table), H_TEST(test_duplicate_in_flight),
+       H_TEST(test_busy))

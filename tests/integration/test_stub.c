@@ -9,16 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 static struct h_nats *nats;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats };
 
 static void submit_with_profile(struct h_client *c, const char *rid, const char *profile, const char *text)
 {
@@ -35,14 +29,12 @@ static void submit_with_profile(struct h_client *c, const char *rid, const char 
 static void test_stub_stream(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 
 	struct h_stream *s = h_stream_open(c, "r-stub-1");
 	submit_with_profile(c, "r-stub-1", "姓名: 老王; 爱好: 钓鱼", "今天天气怎么样");
-	json_t *t = h_stream_finish(s, 20000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	json_t *t = h_stream_done(s, 20000);
 	assert_string_equal(h_jstr(t, "model"), "stub");
 	char *text = h_stream_text(s, "token");
 	h_log("stub reply: %s", text);
@@ -61,8 +53,7 @@ static void test_stub_stream(void **state)
 
 	struct h_stream *s2 = h_stream_open(c, "r-stub-2");
 	submit_with_profile(c, "r-stub-2", "name: Alice; hobby: chess", "hello there");
-	t = h_stream_finish(s2, 20000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	h_stream_done(s2, 20000);
 	text = h_stream_text(s2, "token");
 	H_ASSERT_CONTAINS(text, "Alice");
 	H_ASSERT_CONTAINS(text, "hello there");
@@ -74,29 +65,17 @@ static void test_stub_stream(void **state)
 static void test_stub_cancel(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_startf(nats, prefix, "{\"stub\":{\"ttft_ms\":20,\"inter_token_ms\":20}}");
-	struct h_client *c = h_client_connect(nats, prefix);
-	struct h_stream *s = h_stream_open(c, "r-stub-cancel");
-	h_submit_simple(c, "r-stub-cancel", "please say something long enough to be cancelled");
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, "{\"stub\":{\"ttft_ms\":20,\"inter_token_ms\":20}}", &c);
+	struct h_stream *s = h_stream_submit(c, "r-stub-cancel", "please say something long enough to be cancelled");
 	assert_true(h_stream_wait_count(s, 2, 5000));
 	h_cancel(c, "r-stub-cancel");
 	h_stream_expect_error(s, "cancelled", 3000);
 	/* The daemon still serves. */
-	struct h_stream *s2 = h_stream_open(c, "r-stub-after");
-	h_submit_simple(c, "r-stub-after", "x");
-	assert_string_equal(h_jstr(h_stream_finish(s2, 20000), "type"), "done");
+	h_stream_done(h_stream_submit(c, "r-stub-after", "x"), 20000);
 	/* Unknown ids are ignored. */
 	h_cancel(c, "r-no-such-request");
 	h_daemon_stop_ok(d);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_stub_stream, h_test_setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_stub_cancel, h_test_setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_stub", tests, group_setup, NULL);
-}
+H_MAIN("integ_stub", &bed, H_TEST(test_stub_stream), H_TEST(test_stub_cancel))

@@ -11,69 +11,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "harness.h"
+#include "support.h"
 
 #define KEY "sk-proj-SECRETabcdef0123456789XYZ"
 
 static struct h_nats *nats;
 static struct h_mock *mock;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	nats = h_nats_start(NULL);
-	mock = h_mock_start("mock-up", NULL);
-	return 0;
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	h_mock_stop(mock);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	h_test_setup(state);
-	h_mock_reset(mock);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":5,\"ttft_ms\":0,\"inter_ms\":0}");
-	return 0;
-}
+static const struct h_bed bed = { .nats = &nats,
+				  .mocks = { { &mock, "mock-up" } },
+				  .script = "{\"mode\":\"stream\",\"tokens\":5,\"ttft_ms\":0,\"inter_ms\":0}" };
 
 /* A daemon on this test's prefix, pointed at the mock with KEY. */
 static struct h_daemon *start_on_mock(const char *overrides, struct h_client **c)
 {
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_startf(nats, prefix, overrides);
-	*c = h_client_connect(nats, prefix);
+	struct h_daemon *d = h_daemon_start_client(nats, overrides, c);
 	h_use_mock(*c, d, mock, "m-up", KEY, 1);
 	return d;
-}
-
-static void use_url(struct h_client *c, struct h_daemon *d, const char *url, const char *model)
-{
-	char needle[256];
-	snprintf(needle, sizeof(needle), "model config applied: model=%s base_url=%s", model, url);
-	char *body = xasprintf("{\"provider\":\"openai\",\"base_url\":\"%s\",\"api_key\":\"%s\",\"model\":\"%s\"}", url,
-			       KEY, model);
-	h_publish_config(c, body);
-	free(body);
-	if (!h_daemon_wait_log(d, needle, 5000)) {
-		h_daemon_dump_log(d);
-		fail_msg("no \"%s\" in the log", needle);
-	}
-}
-
-static json_t *last_request_body(void)
-{
-	json_t *reqs = h_mock_requests(mock);
-	assert_true(json_array_size(reqs) >= 1);
-	json_t *body = json_incref(json_object_get(json_array_get(reqs, json_array_size(reqs) - 1), "body"));
-	json_decref(reqs);
-	if (!json_is_object(body))
-		fail_msg("the mock recorded a body that is not a JSON object");
-	return body;
 }
 
 /* The key must never leave the daemon: not in events, not in its log. */
@@ -85,10 +38,8 @@ static void assert_no_key(struct h_stream *s, struct h_daemon *d)
 	H_ASSERT_NOT_CONTAINS(all, "SECRETabcdef");
 	free(all);
 	json_decref(ev);
-	char *log = h_read_file(d->log_path, NULL);
-	H_ASSERT_NOT_CONTAINS(log, KEY);
-	H_ASSERT_NOT_CONTAINS(log, "SECRETabcdef");
-	free(log);
+	h_daemon_assert_log_lacks(d, KEY);
+	h_daemon_assert_log_lacks(d, "SECRETabcdef");
 }
 
 static void test_memory_reaches_backend(void **state)
@@ -106,8 +57,7 @@ static void test_memory_reaches_backend(void **state)
 	assert_true(json_is_true(json_object_get(ack, "accepted")));
 	json_decref(ack);
 	json_decref(req);
-	json_t *t = h_stream_finish(s, 10000);
-	assert_string_equal(h_jstr(t, "type"), "done");
+	json_t *t = h_stream_done(s, 10000);
 	assert_string_equal(h_jstr(t, "finish_reason"), "stop");
 	assert_int_equal(h_jint(t, "usage.completion_tokens"), 5);
 	assert_int_equal(h_jint(t, "usage.prompt_tokens"), 4); /* the mock counts the messages it got */
@@ -116,7 +66,7 @@ static void test_memory_reaches_backend(void **state)
 	assert_string_equal(text, "tok0 tok1 tok2 tok3 tok4 ");
 	free(text);
 
-	json_t *body = last_request_body();
+	json_t *body = h_mock_last_body(mock);
 	assert_string_equal(h_jstr(body, "model"), "m-up");
 	assert_true(json_is_true(json_object_get(body, "stream")));
 	assert_true(json_is_true(h_jpath(body, "stream_options.include_usage")));
@@ -147,8 +97,8 @@ static void test_memory_reaches_backend(void **state)
 	assert_true(json_is_true(json_object_get(ack, "accepted")));
 	json_decref(ack);
 	json_decref(req);
-	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
-	body = last_request_body();
+	h_stream_done(s, 10000);
+	body = h_mock_last_body(mock);
 	msgs = json_object_get(body, "messages");
 	assert_int_equal(json_array_size(msgs), 2);
 	content = h_jstr(json_array_get(msgs, 0), "content");
@@ -175,8 +125,8 @@ static void test_params_pass_through(void **state)
 	json_t *ack = h_submit_raw(c, req, strlen(req), 5000);
 	assert_true(json_is_true(json_object_get(ack, "accepted")));
 	json_decref(ack);
-	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
-	json_t *body = last_request_body();
+	h_stream_done(s, 10000);
+	json_t *body = h_mock_last_body(mock);
 	char *dump = json_dumps(body, JSON_COMPACT);
 	h_log("upstream body: %s", dump);
 	assert_true(json_real_value(json_object_get(body, "temperature")) == 0.25);
@@ -205,9 +155,8 @@ static void test_reasoning_events(void **state)
 	struct h_client *c;
 	struct h_daemon *d = start_on_mock(NULL, &c);
 	h_mock_next(mock, "{\"mode\":\"stream\",\"tokens\":2,\"reasoning_tokens\":3,\"ttft_ms\":0,\"inter_ms\":0}");
-	struct h_stream *s = h_stream_open(c, "r-reason");
-	h_submit_simple(c, "r-reason", "think");
-	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
+	struct h_stream *s = h_stream_submit(c, "r-reason", "think");
+	h_stream_done(s, 10000);
 	json_t *ev = h_stream_events(s);
 	assert_int_equal(json_array_size(ev), 6);
 	for (size_t i = 0; i < 3; i++)
@@ -223,8 +172,7 @@ static void test_cancel_mid_stream(void **state)
 	struct h_client *c;
 	struct h_daemon *d = start_on_mock(NULL, &c);
 	h_mock_next(mock, "{\"mode\":\"stream\",\"tokens\":200,\"ttft_ms\":0,\"inter_ms\":20}");
-	struct h_stream *s = h_stream_open(c, "r-cancel");
-	h_submit_simple(c, "r-cancel", "long one");
+	struct h_stream *s = h_stream_submit(c, "r-cancel", "long one");
 	assert_true(h_stream_wait_count(s, 3, 5000));
 	h_cancel(c, "r-cancel");
 	h_stream_expect_error(s, "cancelled", 3000);
@@ -246,21 +194,15 @@ static void check_http_error(int status, const char *backend_msg)
 		    status, backend_msg);
 	char rid[32];
 	snprintf(rid, sizeof(rid), "r-http-%d", status);
-	struct h_stream *s = h_stream_open(c, rid);
-	h_submit_simple(c, rid, "hi");
-	h_stream_expect_error(s, "upstream_http", 10000);
-	json_t *ev = h_stream_events(s);
-	const char *msg = h_jstr(json_array_get(ev, json_array_size(ev) - 1), "error.message");
+	struct h_stream *s = h_stream_submit(c, rid, "hi");
+	const char *msg = h_jstr(h_stream_expect_error(s, "upstream_http", 10000), "error.message");
 	h_log("error message: %s", msg);
 	char st[16];
 	snprintf(st, sizeof(st), "%d", status);
 	H_ASSERT_CONTAINS(msg, st);
 	H_ASSERT_CONTAINS(msg, backend_msg);
 	assert_true(strlen(msg) <= 512);
-	json_decref(ev);
-	json_t *reqs = h_mock_requests(mock);
-	assert_string_equal(h_jstr(json_array_get(reqs, 0), "authorization"), "Bearer " KEY);
-	json_decref(reqs);
+	json_decref(h_mock_chat_request(mock, 0, KEY));
 	h_daemon_stop_ok(d);
 	assert_no_key(s, d);
 }
@@ -289,8 +231,7 @@ static void test_backend_closes_mid_stream(void **state)
 	struct h_client *c;
 	struct h_daemon *d = start_on_mock(NULL, &c);
 	h_mock_next(mock, "{\"mode\":\"close\",\"tokens\":4,\"ttft_ms\":0,\"inter_ms\":10}");
-	struct h_stream *s = h_stream_open(c, "r-close");
-	h_submit_simple(c, "r-close", "hi");
+	struct h_stream *s = h_stream_submit(c, "r-close", "hi");
 	json_t *t = h_stream_finish(s, 10000);
 	char *dump = json_dumps(t, JSON_COMPACT);
 	h_log("terminal after close: %s", dump);
@@ -307,14 +248,11 @@ static void test_backend_killed_mid_stream(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	c = h_client_connect(nats, prefix);
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	const char *args[] = { "--tokens", "500", "--inter-ms", "20", NULL };
 	struct h_mock *victim = h_mock_start("mock-victim", args);
 	h_use_mock(c, d, victim, "m-victim", KEY, 1);
-	struct h_stream *s = h_stream_open(c, "r-killed");
-	h_submit_simple(c, "r-killed", "hi");
+	struct h_stream *s = h_stream_submit(c, "r-killed", "hi");
 	assert_true(h_stream_wait_count(s, 3, 5000));
 	h_mock_kill(victim);
 	json_t *t = h_stream_finish(s, 10000);
@@ -324,8 +262,7 @@ static void test_backend_killed_mid_stream(void **state)
 		fail_msg("expected an upstream error event, got %s", dump);
 	free(dump);
 	/* The next request finds nothing listening. */
-	struct h_stream *s2 = h_stream_open(c, "r-killed-2");
-	h_submit_simple(c, "r-killed-2", "hi");
+	struct h_stream *s2 = h_stream_submit(c, "r-killed-2", "hi");
 	h_stream_expect_error(s2, "upstream_unavailable", 10000);
 	h_daemon_stop_ok(d);
 }
@@ -333,14 +270,12 @@ static void test_backend_killed_mid_stream(void **state)
 static void test_connection_refused(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	struct h_client *c = h_client_connect(nats, prefix);
+	struct h_client *c;
+	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", h_free_port());
-	use_url(c, d, url, "m-refused");
-	struct h_stream *s = h_stream_open(c, "r-refused");
-	h_submit_simple(c, "r-refused", "hi");
+	h_use_url(c, d, url, "m-refused", KEY, -1);
+	struct h_stream *s = h_stream_submit(c, "r-refused", "hi");
 	h_stream_expect_error(s, "upstream_unavailable", 10000);
 	h_daemon_stop_ok(d);
 	assert_no_key(s, d);
@@ -355,8 +290,7 @@ static void test_not_sse(void **state)
 			  "\"raw\":\"{\\\"id\\\":\\\"x\\\",\\\"object\\\":\\\"chat.completion\\\",\\\"choices\\\":"
 			  "[{\\\"index\\\":0,\\\"message\\\":{\\\"role\\\":\\\"assistant\\\",\\\"content\\\":\\\"hi\\\"},"
 			  "\\\"finish_reason\\\":\\\"stop\\\"}]}\"}");
-	struct h_stream *s = h_stream_open(c, "r-notsse");
-	h_submit_simple(c, "r-notsse", "hi");
+	struct h_stream *s = h_stream_submit(c, "r-notsse", "hi");
 	h_stream_expect_error(s, "upstream_protocol", 10000);
 	h_daemon_stop_ok(d);
 }
@@ -371,8 +305,7 @@ static void test_stream_without_end(void **state)
 			  "\\\"finish_reason\\\":null}]}\\n\\n"
 			  "data: {\\\"choices\\\":[{\\\"index\\\":0,\\\"delta\\\":{\\\"content\\\":\\\"B\\\"},"
 			  "\\\"finish_reason\\\":null}]}\\n\\n\"}");
-	struct h_stream *s = h_stream_open(c, "r-noend");
-	h_submit_simple(c, "r-noend", "hi");
+	struct h_stream *s = h_stream_submit(c, "r-noend", "hi");
 	h_stream_expect_error(s, "upstream_protocol", 10000);
 	char *text = h_stream_text(s, "token");
 	assert_string_equal(text, "AB");
@@ -382,27 +315,12 @@ static void test_stream_without_end(void **state)
 	h_mock_next(mock, "{\"mode\":\"raw\",\"status\":200,\"content_type\":\"text/event-stream\","
 			  "\"raw\":\"data: {\\\"choices\\\":[{\\\"index\\\":0,\\\"delta\\\":{\\\"content\\\"\\n\\n"
 			  "data: [DONE]\\n\\n\"}");
-	struct h_stream *s2 = h_stream_open(c, "r-badjson");
-	h_submit_simple(c, "r-badjson", "hi");
+	struct h_stream *s2 = h_stream_submit(c, "r-badjson", "hi");
 	h_stream_expect_error(s2, "upstream_protocol", 10000);
 	h_daemon_stop_ok(d);
 }
 
-int main(void)
-{
-	h_init();
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_memory_reaches_backend, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_params_pass_through, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_reasoning_events, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_mid_stream, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_http_401, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_http_500, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_backend_closes_mid_stream, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_backend_killed_mid_stream, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_connection_refused, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_not_sse, setup, h_test_teardown),
-		cmocka_unit_test_setup_teardown(test_stream_without_end, setup, h_test_teardown),
-	};
-	return cmocka_run_group_tests_name("integ_upstream", tests, group_setup, group_teardown);
-}
+H_MAIN("integ_upstream", &bed, H_TEST(test_memory_reaches_backend), H_TEST(test_params_pass_through),
+       H_TEST(test_reasoning_events), H_TEST(test_cancel_mid_stream), H_TEST(test_http_401),
+       H_TEST(test_http_500), H_TEST(test_backend_closes_mid_stream), H_TEST(test_backend_killed_mid_stream),
+       H_TEST(test_connection_refused), H_TEST(test_not_sse), H_TEST(test_stream_without_end))

@@ -1,0 +1,46 @@
+/* stream: collects every event the daemon publishes on
+ * <prefix>.chat.stream.<rid> (a nats.c callback thread appends them under a
+ * mutex), waits for them with bounded waits, and checks the stream contract:
+ * request_id on every event, seq 0..n-1 without gaps or duplicates, exactly
+ * one terminal event and it is the last. What the events say is for the
+ * tests. Closed at teardown. */
+#ifndef SUNDYNIX_TEST_STREAM_H
+#define SUNDYNIX_TEST_STREAM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct h_client;
+struct h_stream;
+
+struct h_stream *h_stream_open(struct h_client *c, const char *rid);
+/* h_stream_open, then h_submit_simple(c, rid, text). */
+struct h_stream *h_stream_submit(struct h_client *c, const char *rid, const char *text);
+/* Waits for a done or error event; true when one came. */
+bool h_stream_wait_terminal(struct h_stream *s, int timeout_ms);
+/* Waits until at least n events arrived. */
+bool h_stream_wait_count(struct h_stream *s, size_t n, int timeout_ms);
+size_t h_stream_count(struct h_stream *s);
+/* A copy of the events so far (caller owns). */
+json_t *h_stream_events(struct h_stream *s);
+/* Waits for the terminal event (failing after timeout_ms), then linger_ms
+ * more for strays, then checks the contract. Returns the terminal event
+ * (owned by the stream). */
+json_t *h_stream_settle(struct h_stream *s, int timeout_ms, int linger_ms);
+/* h_stream_settle with 200 ms for strays. */
+json_t *h_stream_finish(struct h_stream *s, int timeout_ms);
+/* h_stream_finish, and fails unless the terminal event is done. */
+json_t *h_stream_done(struct h_stream *s, int timeout_ms);
+/* h_stream_finish, and fails unless the terminal event is an error with
+ * code. Returns it (owned by the stream). */
+json_t *h_stream_expect_error(struct h_stream *s, const char *code, int timeout_ms);
+/* The concatenated deltas of type ("token" or "reasoning"); caller frees. */
+char *h_stream_text(struct h_stream *s, const char *type);
+void h_stream_close(struct h_stream *s);
+
+/* One simple request ("hello") that must end with done from model within
+ * 15 s. */
+void h_chat(struct h_client *c, const char *rid, const char *model);
+
+#endif
