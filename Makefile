@@ -57,7 +57,7 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai openai_corpus contract provider modelcfg prompt config util pool record request
+UNIT_TESTS := sse openai openai_corpus contract provider modelcfg prompt config util pool record request request_stream
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_openai_corpus := util openai sse
@@ -69,7 +69,9 @@ unit_objs_config   := util log contract config
 unit_objs_util     := util log
 unit_objs_pool     := util log provider modelcfg pool
 unit_objs_record   := util record
-unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request
+unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request \
+	tests/unit/fake_request
+unit_objs_request_stream := $(unit_objs_request)
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program linked with the support library
@@ -83,7 +85,7 @@ SUPPORT_OBJS := $(SUPPORT_MODS:%=$(BUILD)/obj/tests/support/%.o)
 # Every object file, for the dependency files beside them.
 ALL_OBJS := $(DAEMON_OBJS) $(BUILD)/obj/sundynixctl.o $(SUPPORT_OBJS) \
 	$(UNIT_TESTS:%=$(BUILD)/obj/tests/unit/test_%.o) $(INTEG_TESTS:%=$(BUILD)/obj/tests/integration/test_%.o) \
-	$(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/bench/loadgen.o
+	$(BUILD)/obj/tests/unit/fake_request.o $(BUILD)/obj/tools/mock_backend.o $(BUILD)/obj/bench/loadgen.o
 
 .PHONY: all test unit integration clean install uninstall demo deps bench fuzz check-config
 
