@@ -73,6 +73,15 @@ void h_nats_resume(struct h_nats *n)
 		h__nats_spawn(n);
 }
 
+void h_nats_kill(struct h_nats *n)
+{
+	if (!n->proc)
+		return;
+	h_proc_kill(n->proc);
+	h_proc_free(n->proc);
+	n->proc = NULL;
+}
+
 void h_nats_restart(struct h_nats *n)
 {
 	h_nats_halt(n);

@@ -21,6 +21,8 @@ void h_nats_restart(struct h_nats *n);
 /* Stops nats-server but keeps its port, so it can come back with
  * h_nats_resume (which does nothing while it runs). */
 void h_nats_halt(struct h_nats *n);
+/* SIGKILL (no goodbye to its clients), keeping the port for h_nats_resume. */
+void h_nats_kill(struct h_nats *n);
 void h_nats_resume(struct h_nats *n);
 
 #endif
