@@ -585,11 +585,11 @@ static void ctl__chat_ask_replay(natsConnection *nc, struct ctl_chat *c, bool fo
 	buf_free(&b);
 	if (s == NATS_OK)
 		s = natsConnection_Flush(nc);
+	if (s != NATS_OK)
+		return; /* not connected: the reconnect (or the next gap) asks again */
 	c->asking = true;
 	c->asked_for_silence = for_silence;
 	c->asked_at = util_now_ms();
-	if (s != NATS_OK)
-		fprintf(stderr, "sundynixctl: warning: replay request failed: %s\n", natsStatus_GetText(s));
 }
 
 /* Shows the held events that are next in order. */
@@ -835,9 +835,21 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 		if (rc < 0 && c->asking) {
 			msg = NULL;
 			s = natsSubscription_NextMsg(&msg, c->replay_sub, 0);
-			if (s == NATS_OK || s == NATS_NO_RESPONDERS)
-				rc = ctl__chat_replay_over(c, s, msg ? natsMsg_GetData(msg) : NULL,
-							   msg ? natsMsg_GetDataLength(msg) : 0);
+			if (s == NATS_OK || s == NATS_NO_RESPONDERS) {
+				/* The replayed events came before the answer: take
+				 * them all before judging what is still missing. */
+				natsMsg *ev = NULL;
+				while (rc < 0 && natsSubscription_NextMsg(&ev, sub, 0) == NATS_OK) {
+					rc = ctl__chat_event(nc, c, natsMsg_GetData(ev), natsMsg_GetDataLength(ev));
+					natsMsg_Destroy(ev);
+					ev = NULL;
+				}
+				if (rc < 0)
+					rc = ctl__chat_replay_over(c, s, msg ? natsMsg_GetData(msg) : NULL,
+								   msg ? natsMsg_GetDataLength(msg) : 0);
+				else
+					c->asking = false;
+			}
 			else if (util_now_ms() - c->asked_at >= CTL_REPLAY_WAIT_MS)
 				rc = ctl__chat_replay_over(c, NATS_TIMEOUT, NULL, 0);
 			natsMsg_Destroy(msg);

@@ -375,5 +375,39 @@ static void test_replay_flood(void **state)
 	h_daemon_stop_ok(d);
 }
 
+/* sundynixctl chat is the reference gateway: across two nats-server kills
+ * (it reconnects after 250 ms, the daemon after 50 ms) it repairs its gaps
+ * and shows the exact answer, with no warning. */
+static void test_ctl_repairs_gaps(void **state)
+{
+	(void)state;
+	const char *prefix = h_prefix();
+	struct h_daemon *d = h_daemon_start(nats, prefix, "{\"nats\":{\"reconnect_wait_ms\":50}}");
+	struct h_client *c = h_client_connect(nats, prefix);
+	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":40,\"ttft_ms\":0,\"inter_ms\":60}");
+	h_use_mock(c, d, mock, "m-ctl", "", -1);
+	h_client_close(c);
+	struct h_cmd *ctl = h_ctl_start(nats, prefix, "chat", "--timeout", "60", "hello", NULL);
+	h_sleep_ms(600);
+	for (int k = 0; k < 2; k++) {
+		h_nats_kill(nats);
+		h_sleep_ms(100);
+		h_nats_resume(nats);
+		h_sleep_ms(500);
+	}
+	assert_int_equal(h_cmd_wait(ctl, 60000), 0);
+	char *want = h_mock_tokens(40);
+	assert_true(strncmp(ctl->out, want, strlen(want)) == 0);
+	assert_string_equal(ctl->out + strlen(want), "\n");
+	free(want);
+	H_ASSERT_NOT_CONTAINS(ctl->err, "events lost");
+	H_ASSERT_NOT_CONTAINS(ctl->err, "anomalies");
+	H_ASSERT_CONTAINS(ctl->err, "[done: finish=stop");
+	/* It did have to ask. */
+	assert_true(h_daemon_log_count(d, "replayed events") > 0);
+	h_log("sundynixctl asked for %zu replays", h_daemon_log_count(d, "replayed events"));
+	h_daemon_stop_ok(d);
+}
+
 H_MAIN("integ_replay", &bed, H_TEST(test_nats_kills_under_load), H_TEST(test_replay_linger_bounds_and_unknown),
-       H_TEST(test_replay_flood))
+       H_TEST(test_replay_flood), H_TEST(test_ctl_repairs_gaps))
