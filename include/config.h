@@ -49,6 +49,7 @@ struct config {
 
 	long long stream_keepalive_ms;
 	long long stream_replay_linger_ms;
+	long long stream_replay_linger_bytes;
 
 	long long pool_max_attempts;
 	long long pool_resume; /* boolean */

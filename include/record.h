@@ -33,6 +33,9 @@ void record_free(struct record *r);
 /* Records the next event; returns its seq. */
 unsigned long long record_add(struct record *r, enum record_kind kind, const char *data, size_t len);
 
+/* Gives back the buffer's slack (a finished stream's record lingers). */
+void record_compact(struct record *r);
+
 /* Calls cb for every kept event with seq >= from, in order. Returns the seq
  * of the first one sent (first_seq when from is older than what is kept, so
  * the caller can tell the gap that cannot be repaired). */

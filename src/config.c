@@ -137,6 +137,8 @@ static const struct config__key config__keys[] = {
 	      "A keepalive event on a stream that sent nothing for this long (0: none); gateways take 2x as a dead dispatcher."),
 	K_INT("stream.replay_linger_ms", stream_replay_linger_ms, 30000, 0, 3600000, true, NULL,
 	      "How long a finished stream can still be replayed after its terminal event."),
+	K_INT("stream.replay_linger_bytes", stream_replay_linger_bytes, 67108864, 0, 17179869184LL, true, NULL,
+	      "Finished streams' records kept for replay, together, at most; past it the oldest go first."),
 	K_INT("timeouts.config_request_ms", timeouts_config_request_ms, 2000, 1, 600000, true, NULL,
 	      "Waiting for the reply to the model config request."),
 	K_INT("stub.ttft_ms", stub_ttft_ms, 700, 0, 600000, true, "SUNDYNIX_STUB_TTFT_MS",

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define RECORD__HDR 5
+#define RECORD__FIRST 240
 
 static size_t record__entry_len(const char *p)
 {
@@ -68,11 +69,20 @@ unsigned long long record_add(struct record *r, enum record_kind kind, const cha
 	}
 	hdr[0] = (char)kind;
 	memcpy(hdr + 1, &n, sizeof(n));
-	buf_reserve(&r->buf, RECORD__HDR + n);
+	/* One allocation holds a typical short answer. */
+	buf_reserve(&r->buf, r->buf.cap ? RECORD__HDR + n : RECORD__FIRST + n);
 	buf_append(&r->buf, hdr, RECORD__HDR);
 	if (n)
 		buf_append(&r->buf, data, n);
 	return r->next_seq++;
+}
+
+void record_compact(struct record *r)
+{
+	if (r->buf.cap > r->buf.len + 1) {
+		r->buf.data = xrealloc(r->buf.data, r->buf.len + 1);
+		r->buf.cap = r->buf.len + 1;
+	}
 }
 
 unsigned long long record_replay(const struct record *r, unsigned long long from, record_cb cb, void *ud)

@@ -18,8 +18,9 @@
  *
  * Every event goes out through request__emit, which numbers it in the
  * request's record (what replay sends again, what failover continues from)
- * and moves the request to the tail of the live list: the list is ordered by
- * last event, so the tick finds the streams due a keepalive at its head. */
+ * and notes when the stream last spoke; the tick walks the live streams and
+ * sends a keepalive on those silent too long. Per event that is a copy into
+ * one buffer and a store, nothing more. */
 #include "request.h"
 
 #include <stdlib.h>
@@ -96,8 +97,9 @@ struct requests {
 	struct metrics_hist *chunk_latency;
 
 	struct rtable live, ended;  /* by request_id */
-	struct rlist live_list;     /* by last event */
+	struct rlist live_list;     /* by start */
 	struct rlist ended_list;    /* by end */
+	size_t ended_bytes;         /* the ended records' buffers, together */
 
 	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
 	bool full;     /* admission closed: out of the submit queue group */
@@ -245,6 +247,7 @@ static void request__forget(struct requests *rq, struct request *r)
 {
 	rtable_remove(&rq->ended, r);
 	rlist_remove(&rq->ended_list, r);
+	rq->ended_bytes -= r->rec.buf.cap;
 	request__free(r);
 }
 
@@ -260,10 +263,6 @@ static void request__emit(struct request *r, enum record_kind kind, const char *
 		r->opaque = true; /* a tool call, say: a continuation could not repeat it */
 	request__publish(rq, r->subject);
 	r->last_event_ms = request__now(rq);
-	if (r->state != REQ_ENDED && rq->live_list.tail != r) {
-		rlist_remove(&rq->live_list, r);
-		rlist_append(&rq->live_list, r);
-	}
 }
 
 /* Ends the current attempt's hold on its endpoint's health. */
@@ -359,8 +358,13 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	rcstr_unref(r->cont);
 	r->cont = NULL;
 	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len) {
+		record_compact(&r->rec);
 		rtable_insert(&rq->ended, r);
 		rlist_append(&rq->ended_list, r);
+		rq->ended_bytes += r->rec.buf.cap;
+		/* Past the budget the oldest records go first. */
+		while (rq->ended_bytes > (size_t)rq->cfg->stream_replay_linger_bytes && rq->ended_list.head != r)
+			request__forget(rq, rq->ended_list.head);
 	} else {
 		request__free(r);
 	}
@@ -840,11 +844,12 @@ void requests_tick(struct requests *rq)
 	unsigned long long linger = (unsigned long long)rq->cfg->stream_replay_linger_ms;
 	struct request *r;
 
-	/* The live list is ordered by last event: stop at the first stream
-	 * that spoke recently. A keepalive moves its stream to the tail. */
+	/* Every live stream is looked at (a load and a compare each): cheaper
+	 * than keeping the list in last-event order on every event. */
 	if (keepalive) {
-		while ((r = rq->live_list.head) && now - r->last_event_ms >= keepalive)
-			request__keepalive(r);
+		for (r = rq->live_list.head; r; r = r->next)
+			if (now - r->last_event_ms >= keepalive)
+				request__keepalive(r);
 	}
 	while ((r = rq->ended_list.head) && now - r->last_event_ms >= linger)
 		request__forget(rq, r);

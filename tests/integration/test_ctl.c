@@ -319,6 +319,52 @@ static void test_no_dispatcher(void **state)
 	H_ASSERT_CONTAINS(c->err, url);
 }
 
+/* sundynixctl reads a ModelConfig with the daemon's own parser: a config
+ * that names its replicas only in endpoints is served (it used to say "no
+ * model (stub)"), a negative revision is taken as the daemon takes it, and
+ * a config the daemon would refuse is refused before anything is sent. */
+static void test_config_serve_endpoints_only(void **state)
+{
+	(void)state;
+	const char *prefix = h_prefix();
+	char *path = xasprintf("%s/endpoints-%s.json", h_tmpdir(), prefix);
+	char *body = xasprintf("{\"provider\":\"vllm\",\"model\":\"m-eps\",\"revision\":-3,"
+			       "\"endpoints\":[{\"base_url\":\"%s\",\"weight\":2}]}\n",
+			       mock->base_url);
+	h_write_file(path, body, strlen(body));
+	free(body);
+
+	struct h_cmd *serve = h_ctl_start(nats, prefix, "config", "serve", path, NULL);
+	if (!h_wait_file(serve->err_path, "sundynixctl: serving ", 10000)) {
+		h_cmd_stop(serve, 5000);
+		fail_msg("config serve did not start: %s", serve->err);
+	}
+	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
+	wait_log(d, "model config applied: model=m-eps", 1);
+	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
+	h_cmd_expect(c, 0);
+	H_ASSERT_CONTAINS(c->err, "[done: finish=stop model=m-eps ");
+	h_cmd_free(c);
+	h_cmd_stop(serve, 5000);
+	h_cmd_expect(serve, 0);
+	H_ASSERT_CONTAINS(serve->err, "model=m-eps");
+	H_ASSERT_CONTAINS(serve->err, "revision=-3");
+	H_ASSERT_NOT_CONTAINS(serve->err, "no model (stub)");
+	h_cmd_free(serve);
+
+	/* What the daemon refuses, sundynixctl refuses, saying why, before sending. */
+	body = xasprintf("{\"model\":\"m\",\"endpoints\":[{\"base_url\":\"ftp://h/v1\"}]}");
+	h_write_file(path, body, strlen(body));
+	free(body);
+	c = h_ctl_run(nats, prefix, 10000, "config", "serve", path, NULL);
+	assert_int_not_equal(c->code, 0);
+	H_ASSERT_CONTAINS(c->err, "endpoints[0].base_url: must be an http:// or https:// URL");
+	h_cmd_free(c);
+	h_daemon_stop_ok(d);
+	free(path);
+}
+
 H_MAIN("integ_ctl", &bed, H_TEST(test_chat_stub), H_TEST(test_config_set_clear), H_TEST(test_config_serve),
+       H_TEST(test_config_serve_endpoints_only),
        H_TEST(test_upstream_401), H_TEST(test_cancel), H_TEST(test_usage_errors), H_TEST(test_timeout),
        H_TEST(test_no_dispatcher))

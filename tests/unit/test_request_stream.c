@@ -223,6 +223,31 @@ static void test_resubmit_replaces_lingering(void **state)
 	fake_free(f);
 }
 
+/* The lingering records together stay within stream.replay_linger_bytes:
+ * the oldest go first. */
+static void test_linger_budget(void **state)
+{
+	struct fake *f = fake_new(NULL);
+	char rid[16], body[64];
+
+	(void)state;
+	f->cfg.stream_replay_linger_ms = 30000;
+	f->cfg.stream_replay_linger_bytes = 1000;
+	for (int i = 0; i < 10; i++) {
+		snprintf(rid, sizeof(rid), "r%d", i);
+		submit(f, rid);
+		delta(&f->src[i], "some words of an answer");
+		end_ok(&f->src[i]);
+	}
+	snprintf(body, sizeof(body), "{\"request_id\":\"r0\"}");
+	replay(f, body);
+	assert_string_equal(last_answer(f).code, "unknown_request");
+	snprintf(body, sizeof(body), "{\"request_id\":\"r9\"}");
+	replay(f, body);
+	assert_true(last_answer(f).ok);
+	fake_free(f);
+}
+
 /* ---- admission ---- */
 
 static void test_admission_hysteresis(void **state)
@@ -475,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_replay_refusals),
 		cmocka_unit_test(test_replay_truncated),
 		cmocka_unit_test(test_resubmit_replaces_lingering),
+		cmocka_unit_test(test_linger_budget),
 		cmocka_unit_test(test_admission_hysteresis),
 		cmocka_unit_test(test_admission_endpoint_caps),
 		cmocka_unit_test(test_no_admission_calls_while_draining),
