@@ -53,6 +53,8 @@ enum ctl_opt_id {
 	CTL_O_API_KEY,
 	CTL_O_PROVIDER,
 	CTL_O_REVISION,
+	CTL_O_TOOLS,
+	CTL_O_JSON_SCHEMA,
 };
 
 enum ctl_cmd {
@@ -89,12 +91,15 @@ static const struct ctl_opt ctl__opts[] = {
 	{ "api-key", CTL_O_API_KEY, true, CTL_CMD_SET },
 	{ "provider", CTL_O_PROVIDER, true, CTL_CMD_SET },
 	{ "revision", CTL_O_REVISION, true, CTL_CMD_SET | CTL_CMD_CLEAR },
+	{ "tools", CTL_O_TOOLS, true, CTL_CMD_CHAT },
+	{ "json-schema", CTL_O_JSON_SCHEMA, true, CTL_CMD_CHAT },
 };
 
 #define CTL_MAX_POS 8
 
 /* The parsed command line. Strings borrow from argv, except facts (an array
- * this struct owns, of borrowed strings). */
+ * this struct owns, of borrowed strings); tools and response_format are
+ * loaded from their files and owned. */
 struct ctl_args {
 	const char *nats_url;
 	const char *prefix;
@@ -112,10 +117,14 @@ struct ctl_args {
 	const char *provider;
 	bool has_revision;
 	long long revision;
+	const char *tools_file;
+	const char *schema_file;
+	json_t *tools;           /* params.tools, from tools_file */
+	json_t *response_format; /* params.response_format, from schema_file */
 	bool help;
 	bool version;
 	unsigned used; /* bit per enum ctl_opt_id seen */
-	const char *used_name[CTL_O_REVISION + 1];
+	const char *used_name[CTL_O_JSON_SCHEMA + 1];
 	const char *pos[CTL_MAX_POS];
 	size_t npos;
 };
@@ -135,6 +144,11 @@ static const char ctl__usage[] =
 	"      --system TEXT          a system message sent before MESSAGE\n"
 	"      --request-id ID        use ID instead of a generated \"ctl-<hex>\"\n"
 	"      --timeout SEC          give up after SEC seconds (default 120)\n"
+	"      --tools FILE           params.tools: FILE holds a JSON array of tools; tool calls\n"
+	"                             stream on stderr as \"[tool_call INDEX NAME id=ID] ARGS\"\n"
+	"      --json-schema FILE     ask for structured output: response_format json_schema\n"
+	"                             with the JSON Schema in FILE (named \"response\"), or\n"
+	"                             FILE's {\"name\":..,\"schema\":..} object as it is\n"
 	"  config serve FILE          Answer <prefix>.config.model.get with the ModelConfig in\n"
 	"                             FILE and broadcast it once; runs until SIGINT/SIGTERM.\n"
 	"  config set --base-url URL --model NAME [--api-key KEY] [--provider P] [--revision N]\n"
@@ -167,10 +181,15 @@ static void UTIL_PRINTF(1, 2) ctl__usage_error(const char *fmt, ...)
 
 /* Writes peer-supplied text to f with control bytes replaced, so an error
  * message from the network cannot drive the terminal. */
+static void ctl__put_clean_n(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
+}
+
 static void ctl__put_clean(FILE *f, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+	ctl__put_clean_n(f, s, strlen(s));
 }
 
 static const struct ctl_opt *ctl__find_opt(const char *name, size_t len)
@@ -232,6 +251,8 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 		}
 		a->has_revision = true;
 		break;
+	case CTL_O_TOOLS: a->tools_file = val; break;
+	case CTL_O_JSON_SCHEMA: a->schema_file = val; break;
 	}
 	return 0;
 }
@@ -411,12 +432,18 @@ static int ctl__pending_signal(void)
 
 /* ---- chat ---- */
 
+/* What chat is printing on stderr right now: a run of reasoning deltas, or
+ * the arguments of one tool call. */
+enum ctl_run { CTL_RUN_NONE, CTL_RUN_REASONING, CTL_RUN_TOOL };
+
 struct ctl_chat {
 	const char *rid;
 	unsigned long long next_seq;
 	unsigned anomalies; /* seq gaps, duplicates, malformed events */
-	bool printed_tokens;
-	bool in_reasoning;
+	bool line_open;     /* tokens were printed on stdout since its last newline */
+	enum ctl_run run;
+	int tool_index;     /* CTL_RUN_TOOL: the call being printed */
+	unsigned tool_calls; /* tool-call pieces printed */
 	bool dim; /* stderr is a terminal */
 };
 
@@ -442,16 +469,50 @@ static void ctl__chat_body(struct buf *out, const struct ctl_args *a, const char
 		.profile = a->profile,
 		.facts = (const char *const *)a->facts,
 		.nfacts = a->nfacts,
+		.tools = a->tools,
+		.response_format = a->response_format,
 	};
 	contract_encode_chat(out, &chat);
 }
 
-static void ctl__end_reasoning(struct ctl_chat *c)
+/* Ends the run of reasoning or tool-call text on stderr, if one is open. */
+static void ctl__end_run(struct ctl_chat *c)
 {
-	if (!c->in_reasoning)
-		return;
-	fputs(c->dim ? "\033[0m\n" : "\n", stderr);
-	c->in_reasoning = false;
+	if (c->run == CTL_RUN_REASONING)
+		fputs(c->dim ? "\033[0m\n" : "\n", stderr);
+	else if (c->run == CTL_RUN_TOOL)
+		fputc('\n', stderr);
+	c->run = CTL_RUN_NONE;
+}
+
+/* A tool-call piece: a call's first piece (it has the id or name), or one
+ * of another call than the one being printed, opens a line
+ * "[tool_call INDEX NAME id=ID] "; the arguments follow as they stream. */
+static void ctl__print_tool_call(struct ctl_chat *c, const struct contract_tool_call *tc)
+{
+	if (c->run != CTL_RUN_TOOL || tc->index != c->tool_index || tc->id || tc->name) {
+		ctl__end_run(c);
+		if (c->line_open) {
+			fputc('\n', stdout);
+			fflush(stdout);
+			c->line_open = false;
+		}
+		fprintf(stderr, "[tool_call %d", tc->index);
+		if (tc->name) {
+			fputc(' ', stderr);
+			ctl__put_clean_n(stderr, tc->name, tc->name_len);
+		}
+		if (tc->id) {
+			fputs(" id=", stderr);
+			ctl__put_clean_n(stderr, tc->id, tc->id_len);
+		}
+		fputs("] ", stderr);
+		c->run = CTL_RUN_TOOL;
+		c->tool_index = tc->index;
+	}
+	fwrite(tc->arguments, 1, tc->arguments_len, stderr);
+	fflush(stderr);
+	c->tool_calls++;
 }
 
 static void ctl__print_error(const char *code, const char *msg)
@@ -494,21 +555,29 @@ static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
 
 	switch (ev.type) {
 	case CONTRACT_EV_TOKEN:
-		ctl__end_reasoning(c);
+		ctl__end_run(c);
 		fwrite(ev.delta, 1, ev.delta_len, stdout);
 		fflush(stdout);
-		c->printed_tokens = true;
+		c->line_open = true;
 		break;
 	case CONTRACT_EV_REASONING:
-		if (!c->in_reasoning)
+		if (c->run != CTL_RUN_REASONING) {
+			ctl__end_run(c);
 			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
-		c->in_reasoning = true;
+		}
+		c->run = CTL_RUN_REASONING;
 		fwrite(ev.delta, 1, ev.delta_len, stderr);
 		fflush(stderr);
 		break;
+	case CONTRACT_EV_TOOL_CALL:
+		ctl__print_tool_call(c, &ev.tool_call);
+		break;
 	case CONTRACT_EV_DONE:
-		ctl__end_reasoning(c);
-		fputc('\n', stdout);
+		ctl__end_run(c);
+		/* The answer's line ends on stdout (an empty one when there was
+		 * no text), unless a tool call ended it already. */
+		if (c->line_open || !c->tool_calls)
+			fputc('\n', stdout);
 		fflush(stdout);
 		fputs("[done: finish=", stderr);
 		ctl__put_clean(stderr, ev.finish_reason ? ev.finish_reason : "?");
@@ -521,8 +590,8 @@ static int ctl__chat_event(struct ctl_chat *c, const char *data, int len)
 		rc = CTL_EXIT_OK;
 		break;
 	case CONTRACT_EV_ERROR:
-		ctl__end_reasoning(c);
-		if (c->printed_tokens) {
+		ctl__end_run(c);
+		if (c->line_open) {
 			fputc('\n', stdout);
 			fflush(stdout);
 		}
@@ -592,7 +661,7 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 			return CTL_EXIT_INTERRUPTED;
 		}
 		if (sig) {
-			ctl__end_reasoning(c);
+			ctl__end_run(c);
 			fprintf(stderr, "\nsundynixctl: interrupted, cancelling %s\n", c->rid);
 			ctl__send_cancel(nc, subj, c->rid);
 			cancel_deadline = util_now_ms() + CTL_CANCEL_WAIT_MS;
@@ -603,8 +672,8 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 			return CTL_EXIT_INTERRUPTED;
 		}
 		if (!cancel_deadline && now >= deadline) {
-			ctl__end_reasoning(c);
-			if (c->printed_tokens)
+			ctl__end_run(c);
+			if (c->line_open)
 				fputc('\n', stdout);
 			fprintf(stderr, "sundynixctl: timed out after %g s waiting for the stream of %s; cancelling it\n",
 				a->timeout_s, c->rid);
@@ -679,6 +748,46 @@ out:
 	buf_free(&body);
 	free(stream_subj);
 	return rc;
+}
+
+/* Loads --tools and --json-schema. The dispatcher checks their shape and
+ * names the field at fault; here only a file that cannot serve is refused. */
+static int ctl__load_chat_files(struct ctl_args *a)
+{
+	json_error_t jerr;
+	json_t *schema;
+
+	if (a->tools_file) {
+		a->tools = json_load_file(a->tools_file, JSON_REJECT_DUPLICATES, &jerr);
+		if (!a->tools) {
+			fprintf(stderr, "sundynixctl: %s: invalid JSON at line %d: %s\n", a->tools_file, jerr.line,
+				jerr.text);
+			return -1;
+		}
+		if (!json_is_array(a->tools)) {
+			fprintf(stderr, "sundynixctl: %s: must hold a JSON array of tools\n", a->tools_file);
+			return -1;
+		}
+	}
+	if (a->schema_file) {
+		schema = json_load_file(a->schema_file, JSON_REJECT_DUPLICATES, &jerr);
+		if (!schema) {
+			fprintf(stderr, "sundynixctl: %s: invalid JSON at line %d: %s\n", a->schema_file, jerr.line,
+				jerr.text);
+			return -1;
+		}
+		if (!json_is_object(schema)) {
+			json_decref(schema);
+			fprintf(stderr, "sundynixctl: %s: must hold a JSON Schema (an object)\n", a->schema_file);
+			return -1;
+		}
+		/* A whole json_schema object ({"name","schema",...}) goes as it
+		 * is; a bare schema gets a name. */
+		if (!json_is_string(json_object_get(schema, "name")) || !json_is_object(json_object_get(schema, "schema")))
+			schema = json_pack("{s:s, s:o}", "name", "response", "schema", schema);
+		a->response_format = json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", schema);
+	}
+	return 0;
 }
 
 /* ---- config ---- */
@@ -946,6 +1055,8 @@ static int ctl__run(int argc, char **argv)
 		a.prefix = CTL_DEFAULT_PREFIX;
 
 	contract_subjects_init(&subj, a.prefix);
+	if (cmd == CTL_CMD_CHAT && ctl__load_chat_files(&a))
+		goto out;
 	if (cmd == CTL_CMD_SERVE) {
 		size_t len;
 		char *text = ctl__read_file(args[0], &len);
@@ -984,6 +1095,8 @@ out:
 	ctl__modelcfg_free(&cfg);
 	contract_subjects_free(&subj);
 	free(a.facts);
+	json_decref(a.tools);
+	json_decref(a.response_format);
 	return rc;
 }
 
