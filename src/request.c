@@ -251,6 +251,24 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 	request__publish(rq, r->subject);
 }
 
+/* A tool-call piece is relayed as a delta is, and like one it ends the
+ * chance of a retry. */
+static void request__on_tool_call(void *ud, const struct contract_tool_call *tc)
+{
+	struct request *r = ud;
+	struct requests *rq = r->rq;
+
+	if (r->state == REQ_ATTEMPT) {
+		r->state = REQ_STREAMING;
+		rcstr_unref(r->body);
+		r->body = NULL;
+	}
+	r->deltas++;
+	buf_reset(&rq->ev);
+	contract_encode_tool_call(&rq->ev, r->rid, r->seq++, tc);
+	request__publish(rq, r->subject);
+}
+
 bool request_may_retry(const struct request_retry_facts *f)
 {
 	return f->code != CONTRACT_OK && f->retryable && f->deltas == 0 && f->attempts < f->max_attempts &&
@@ -308,6 +326,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 
 static const struct upstream_cbs request__cbs = {
 	.delta = request__on_delta,
+	.tool_call = request__on_tool_call,
 	.end = request__on_end,
 };
 
