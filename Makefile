@@ -39,9 +39,10 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tests/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool request
+UNIT_TESTS := sse openai openai_tools contract provider modelcfg prompt config util pool request
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
+unit_objs_openai_tools := util openai sse
 unit_objs_contract := util contract
 unit_objs_provider := util provider
 unit_objs_modelcfg := util provider modelcfg
