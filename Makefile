@@ -124,9 +124,13 @@ build/fuzz_openai_fast: tests/fuzz/fuzz_openai_fast.c tests/openai_agree.h src/o
 	mkdir -p build
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_openai_fast.c src/openai.c src/util.c -o $@ $(shell pkg-config --libs jansson)
 
+# The chunk decoder targets also read the seeds in tests/fuzz/seeds/openai
+# (read-only: new inputs go to build/) and the keys in tests/fuzz/openai.dict.
 fuzz: build/fuzz_sse build/fuzz_openai build/fuzz_openai_fast
 	for t in sse openai openai_fast; do mkdir -p build/fuzz-corpus/$$t; \
-		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
+		case $$t in openai*) extra="-dict=tests/fuzz/openai.dict build/fuzz-corpus/$$t tests/fuzz/seeds/openai";; \
+		*) extra=build/fuzz-corpus/$$t;; esac; \
+		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $$extra || exit 1; done
 
 check-config: $(DAEMON)
 	$(DAEMON) --check-config -c config/dispatcher.json
