@@ -1304,7 +1304,8 @@ json_t *h_stream_finish(struct h_stream *s, int timeout_ms)
 		const char *rid = json_string_value(json_object_get(e, "request_id"));
 		const char *type = json_string_value(json_object_get(e, "type"));
 		if (!json_is_integer(seq) || (size_t)json_integer_value(seq) != i || !rid || strcmp(rid, s->rid) ||
-		    !type || (strcmp(type, "token") && strcmp(type, "reasoning") && !h__is_terminal(e)) ||
+		    !type || (strcmp(type, "token") && strcmp(type, "reasoning") && strcmp(type, "tool_call") &&
+			      !h__is_terminal(e)) ||
 		    (h__is_terminal(e) != (i == n - 1))) {
 			char *d = json_dumps(e, JSON_COMPACT);
 			json_decref(ev);

@@ -120,7 +120,7 @@ static void serve_once(const char *name, const char *raw, int status, const char
 		bool terminal = type && (!strcmp(type, "done") || !strcmp(type, "error"));
 		if (h_jint(e, "seq") != (long long)i || terminal != (i == n - 1))
 			fail_msg("%s: event %zu out of order: %s", what, i, all);
-		if (!terminal && (!type || (strcmp(type, "token") && strcmp(type, "reasoning"))))
+		if (!terminal && (!type || (strcmp(type, "token") && strcmp(type, "reasoning") && strcmp(type, "tool_call"))))
 			fail_msg("%s: unexpected event type: %s", what, all);
 	}
 	H_ASSERT_NOT_CONTAINS(all, KEY);

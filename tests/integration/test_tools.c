@@ -91,48 +91,6 @@ static void assert_json_equal(json_t *got, const char *want_text, const char *wh
 	json_decref(want);
 }
 
-/* What h_stream_finish checks, with tool_call events allowed among the
- * deltas (the harness knows token and reasoning only): waits for the
- * terminal event and a little more, then asserts request_id on every event,
- * seq 0..n-1 in order, known types, exactly one terminal event and it last.
- * Returns the events (caller owns). */
-static json_t *finish_stream(struct h_stream *s, const char *rid, int timeout_ms)
-{
-	if (!h_stream_wait_terminal(s, timeout_ms))
-		fail_msg("stream %s: no terminal event within %d ms", rid, timeout_ms);
-	h_sleep_ms(200);
-	json_t *events = h_stream_events(s);
-	size_t n = json_array_size(events), i;
-	json_t *e;
-	json_array_foreach(events, i, e) {
-		const char *type = h_jstr(e, "type");
-		bool terminal = !strcmp(type, "done") || !strcmp(type, "error");
-		if (strcmp(h_jstr(e, "request_id"), rid) || h_jint(e, "seq") != (long long)i || terminal != (i == n - 1) ||
-		    (!terminal && strcmp(type, "token") && strcmp(type, "reasoning") && strcmp(type, "tool_call"))) {
-			char *d = json_dumps(e, JSON_COMPACT);
-			fail_msg("stream %s: event %zu is wrong: %s", rid, i, d);
-		}
-	}
-	assert_true(n > 0);
-	return events;
-}
-
-/* The concatenated deltas of the token events. */
-static char *token_text(json_t *events)
-{
-	struct buf b;
-	size_t i;
-	json_t *e;
-
-	buf_init(&b);
-	buf_append(&b, "", 0);
-	json_array_foreach(events, i, e) {
-		if (!strcmp(h_jstr(e, "type"), "token"))
-			buf_append_str(&b, h_jstr(e, "delta"));
-	}
-	return b.data;
-}
-
 /* A call as a gateway reassembles it from tool_call events. */
 struct call {
 	long long index;
@@ -218,15 +176,15 @@ static void test_parallel_calls_end_to_end(void **state)
 	json_decref(ack);
 
 	/* Order, one terminal event, and finish_reason as the backend said. */
-	json_t *events = finish_stream(s, "r-tools-1", 10000);
-	json_t *t = json_array_get(events, json_array_size(events) - 1);
+	json_t *t = h_stream_finish(s, 10000);
 	assert_string_equal(h_jstr(t, "type"), "done");
 	assert_string_equal(h_jstr(t, "finish_reason"), "tool_calls");
 	assert_int_equal(h_jint(t, "usage.completion_tokens"), 20);
-	char *text = token_text(events);
+	char *text = h_stream_text(s, "token");
 	assert_string_equal(text, "Checking.");
 	free(text);
 
+	json_t *events = h_stream_events(s);
 	/* The text comes first, then calls only. */
 	assert_string_equal(h_jstr(json_array_get(events, 0), "type"), "token");
 	struct call calls[4];
@@ -290,9 +248,7 @@ static void test_tool_results_forwarded(void **state)
 	assert_true(json_is_true(json_object_get(ack, "accepted")));
 	json_decref(ack);
 	free(body);
-	json_t *events = finish_stream(s, "r-tools-2", 10000);
-	assert_string_equal(h_jstr(json_array_get(events, json_array_size(events) - 1), "type"), "done");
-	json_decref(events);
+	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
 
 	json_t *req = last_request_body();
 	json_t *msgs = json_object_get(req, "messages");
