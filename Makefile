@@ -58,11 +58,15 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai openai_corpus contract provider modelcfg prompt config util pool record request request_stream
+UNIT_TESTS := sse openai openai_corpus openai_tools contract contract_tools contract_stream provider modelcfg prompt \
+	config util pool record request request_stream
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_openai_corpus := util openai sse
+unit_objs_openai_tools := util openai sse
 unit_objs_contract := util contract
+unit_objs_contract_tools := util contract
+unit_objs_contract_stream := util contract
 unit_objs_provider := util provider
 unit_objs_modelcfg := util provider modelcfg
 unit_objs_prompt   := util prompt
@@ -170,9 +174,13 @@ build/fuzz_openai_fast: tests/fuzz/fuzz_openai_fast.c tests/openai_agree.h src/o
 	mkdir -p build
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_openai_fast.c src/openai.c src/util.c -o $@ $(shell pkg-config --libs jansson)
 
+# The chunk decoder targets also read the seeds in tests/fuzz/seeds/openai
+# (read-only: new inputs go to build/) and the keys in tests/fuzz/openai.dict.
 fuzz: build/fuzz_sse build/fuzz_openai build/fuzz_openai_fast
 	for t in sse openai openai_fast; do mkdir -p build/fuzz-corpus/$$t; \
-		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus/$$t || exit 1; done
+		case $$t in openai*) extra="-dict=tests/fuzz/openai.dict build/fuzz-corpus/$$t tests/fuzz/seeds/openai";; \
+		*) extra=build/fuzz-corpus/$$t;; esac; \
+		./build/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $$extra || exit 1; done
 
 # The Debian package (debian/), built from a copy of the tree into build/, and
 # its test (tests/test_package.sh builds it, then installs, upgrades and purges

@@ -63,7 +63,8 @@ struct contract_submit {
 	const char *profile;    /* memory.profile, NULL when absent */
 	json_t *facts;          /* memory.facts (array of strings), NULL when absent */
 	json_t *params;         /* params object, NULL when absent */
-	const char *last_user;  /* content of the last "user" message, or NULL */
+	const char *last_user;  /* content of the last "user" message (its first
+				 * text part when content is an array), or NULL */
 	/* "resume": continue an answer another dispatcher started. */
 	bool resume;
 	const char *resume_text; /* the answer so far ("" when absent) */
@@ -86,19 +87,28 @@ bool contract_valid_request_id(const char *s, size_t len);
  * Rules: body <= max_bytes (checked before parsing); a JSON object without
  * duplicate keys; request_id 1-128 of [A-Za-z0-9_-]; session_id/user_id
  * strings if present; messages a non-empty array of objects with role in
- * system/user/assistant/tool and string content, optional string name and
- * tool_call_id; an assistant message may instead carry a non-empty
- * "tool_calls" array with content null or absent (tool_calls is refused on
- * other roles); memory an object if present with profile a string and facts
- * an array of strings; params an object if present, whose forwarded keys are
- * type-checked (temperature, top_p, presence_penalty, frequency_penalty
- * numbers; max_tokens a positive integer; seed an integer; stop a string or
- * array of strings); resume an object if present, with text and reasoning
- * strings (optional) and next_seq an integer from 0 to 2^53-1. For every
- * optional field JSON null means absent; unknown
- * fields are ignored. Returns 0 and fills out, or -1 and fills err (out is
- * then empty and owns nothing). err->message names the field and never
- * quotes the body (invalid JSON reports only line and column). */
+ * system/user/assistant/tool and content a string or a non-empty array of
+ * content parts ({"type":"text","text":string}, and in user messages also
+ * {"type":"image_url","image_url":{"url":non-empty string, "detail":
+ * auto/low/high}}), optional string name and tool_call_id; an assistant
+ * message may instead carry a non-empty "tool_calls" array with content null
+ * or absent (tool_calls is refused on other roles); memory an object if
+ * present with profile a string and facts an array of strings; params an
+ * object if present, whose forwarded keys are shape-checked (temperature,
+ * top_p, presence_penalty, frequency_penalty numbers; max_tokens a positive
+ * integer; seed an integer; stop a string or array of strings; tools a
+ * non-empty array of {"type":"function","function":{"name":non-empty string,
+ * "description":string, "parameters":object}}; tool_choice "auto", "none",
+ * "required" or {"type":"function","function":{"name":non-empty string}};
+ * parallel_tool_calls a boolean; response_format {"type":"text"},
+ * {"type":"json_object"} or {"type":"json_schema","json_schema":{"name":
+ * non-empty string, "schema":object, "strict":boolean}}). Beyond these
+ * shapes the values are not interpreted: they are forwarded as they are;
+ * resume an object if present, with text and reasoning strings (optional)
+ * and next_seq an integer from 0 to 2^53-1. For every optional field JSON null means absent; unknown fields are
+ * ignored. Returns 0 and fills out, or -1 and fills err (out is then empty
+ * and owns nothing). err->message names the field and never quotes the body
+ * (invalid JSON reports only line and column). */
 int contract_decode_submit(const char *body, size_t len, size_t max_bytes, struct contract_submit *out,
 			   struct contract_error *err) UTIL_WUR;
 void contract_submit_free(struct contract_submit *s);
@@ -117,6 +127,23 @@ void contract_encode_ack(struct buf *out, const char *rid, const char *instance,
 enum contract_delta { CONTRACT_TOKEN, CONTRACT_REASONING };
 void contract_encode_delta(struct buf *out, const char *rid, unsigned long long seq, enum contract_delta kind,
 			   const char *delta, size_t delta_len);
+/* One piece of a tool call as the backend streamed it: a "tool_call" event.
+ * index says which call of the answer it belongs to (a gateway appends the
+ * arguments of every piece with the same index); id and name usually come
+ * with a call's first piece only; arguments is the next piece of the call's
+ * JSON arguments text. A NULL id or name is omitted from the event, a NULL
+ * arguments is encoded as "". Strings may hold NUL bytes: lengths rule. */
+struct contract_tool_call {
+	int index; /* >= 0 */
+	const char *id;
+	size_t id_len;
+	const char *name;
+	size_t name_len;
+	const char *arguments;
+	size_t arguments_len;
+};
+void contract_encode_tool_call(struct buf *out, const char *rid, unsigned long long seq,
+			       const struct contract_tool_call *tc);
 struct contract_usage {
 	long long prompt_tokens;
 	long long completion_tokens;
@@ -171,7 +198,9 @@ void contract_encode_probe_answer(struct buf *out, const char *error, const stru
 /* ---- the client side (sundynixctl, and any C gateway) ---- */
 
 /* A chat submit as a client sends it: one optional system message, one user
- * message, the memory. NULL fields are omitted. */
+ * message, the memory, and optionally params.tools and
+ * params.response_format (borrowed JSON values, sent as they are). NULL
+ * fields are omitted. */
 struct contract_chat {
 	const char *request_id;
 	const char *session_id;
@@ -187,6 +216,8 @@ struct contract_chat {
 	const char *resume_reasoning;
 	size_t resume_reasoning_len;
 	unsigned long long resume_next_seq;
+	json_t *tools;
+	json_t *response_format;
 };
 void contract_encode_chat(struct buf *out, const struct contract_chat *c);
 void contract_encode_cancel(struct buf *out, const char *rid);
@@ -209,6 +240,7 @@ enum contract_event_type {
 	CONTRACT_EV_DONE,
 	CONTRACT_EV_ERROR,
 	CONTRACT_EV_KEEPALIVE,
+	CONTRACT_EV_TOOL_CALL,
 	CONTRACT_EV_OTHER,
 };
 struct contract_event {
@@ -226,9 +258,12 @@ struct contract_event {
 	struct contract_usage usage;
 	const char *error_code;    /* error */
 	const char *error_message; /* error */
+	struct contract_tool_call tool_call; /* tool_call; arguments never NULL */
 };
 /* Returns 0, or -1 with a short reason in err when the body is not an event
- * (not an object, no request_id, seq or type, a delta that is not a string). */
+ * (not an object, no request_id, seq or type, a delta that is not a string,
+ * a tool_call without a non-negative integer index or with an id, name or
+ * arguments that is not a string). */
 int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen) UTIL_WUR;
 void contract_event_free(struct contract_event *ev);
 /* A replay answer, as a client reads it. */

@@ -1,8 +1,8 @@
 /* openai: the OpenAI chat-completions wire format. Builds the streaming request
  * body and decodes one SSE data payload ("chunk") into what the dispatcher
- * relays: content and reasoning deltas, finish_reason, usage, in-stream errors
- * and the [DONE] marker. Also extracts the message from an HTTP error body.
- * Pure: no I/O. */
+ * relays: content and reasoning deltas, tool-call pieces, finish_reason,
+ * usage, in-stream errors and the [DONE] marker. Also extracts the message
+ * from an HTTP error body. Pure: no I/O. */
 #ifndef SUNDYNIX_OPENAI_H
 #define SUNDYNIX_OPENAI_H
 
@@ -13,6 +13,14 @@
 #include "contract.h"
 #include "util.h"
 
+/* Tool-call entries in one chunk's delta: the fast path reads up to
+ * OPENAI_FAST_TOOL_CALLS and leaves a longer array to jansson, which reads up
+ * to OPENAI_MAX_TOOL_CALLS; a chunk carrying more pieces than that is refused
+ * as an invalid chunk (upstream_protocol). Backends send one or a few per
+ * chunk; the cap bounds the decoder's memory whatever a peer sends. */
+#define OPENAI_FAST_TOOL_CALLS 8
+#define OPENAI_MAX_TOOL_CALLS 128
+
 /* What one chunk carried. String pointers point into decoder-owned memory and
  * stay valid until the next openai_decode or openai_decoder_free. */
 struct openai_chunk {
@@ -21,6 +29,14 @@ struct openai_chunk {
 	size_t content_len;
 	const char *reasoning;  /* choices[0].delta.reasoning_content (or .reasoning) */
 	size_t reasoning_len;
+	/* choices[0].delta.tool_calls, when an array: one piece per entry that
+	 * is an object carrying a non-empty id, function.name or
+	 * function.arguments string, in array order (the others carry nothing
+	 * and are skipped). index is the entry's "index" when that is an
+	 * integer in 0..INT_MAX, else the entry's position in the array. id,
+	 * name, arguments: NULL when absent, null, "" or not a string. */
+	const struct contract_tool_call *tool_calls;
+	size_t ntool_calls;
 	const char *finish_reason; /* NULL if absent/null/"" */
 	const char *model;      /* top-level "model", NULL if absent or "" */
 	/* "usage" object with at least one count, else "x_groq.usage"; counts
@@ -35,13 +51,17 @@ struct openai_chunk {
 struct openai_decoder {
 	json_t *last;     /* the tree the previous chunk's pointers point into */
 	struct buf strs;  /* the fast path's strings, NUL-terminated, reused */
+	struct contract_tool_call *calls; /* a chunk's tool-call pieces, reused */
+	size_t calls_cap;
 	unsigned long long fast, slow; /* chunks decoded by each path */
 };
 
 void openai_decoder_init(struct openai_decoder *d);
 void openai_decoder_free(struct openai_decoder *d);
-/* Returns 0, or -1 when the payload is not a JSON object (nor [DONE]); then
- * err (if non-NULL) gets a short reason that quotes none of the payload.
+/* Returns 0, or -1 when the payload is not a JSON object (nor [DONE]) or
+ * carries more than OPENAI_MAX_TOOL_CALLS tool-call pieces; then err (if
+ * non-NULL) gets a short reason that quotes none of the payload, and out is
+ * empty.
  * An empty or all-blank payload returns 0 with nothing set. */
 int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out,
 		  char *err, size_t errlen) UTIL_WUR;
@@ -55,7 +75,9 @@ int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, s
 /* Request body: {"model":..,"messages":..,"stream":true,
  * "stream_options":{"include_usage":true}, <allowed params from params>}.
  * Allowed: temperature, top_p, max_tokens, stop, seed, presence_penalty,
- * frequency_penalty; anything else in params, and null values, are dropped.
+ * frequency_penalty, tools, tool_choice, parallel_tool_calls,
+ * response_format (copied as they are); anything else in params, and null
+ * values, are dropped.
  * params and messages may be NULL. Returns a malloc'd string owned by the
  * caller (free()). */
 char *openai_build_request(const char *model, json_t *messages, json_t *params);

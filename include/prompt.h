@@ -19,8 +19,14 @@
  * first system message if it has one, joined by blank lines; then the
  * request's other messages in order, each copied as {"role","content"} plus
  * "name"/"tool_call_id"/"tool_calls" when present (content null for an
- * assistant message that only calls tools). Later system messages stay in
- * place. No system message at all when every part is empty. profile may be
+ * assistant message that only calls tools; an array of content parts is
+ * shared as it is). Later system messages stay in place. No system message
+ * at all when every part is empty.
+ * When the request's first system message has an array of content parts
+ * (text parts only, as the contract allows), the system message's content
+ * is an array too: {"type":"text","text":<system prompt and memory block,
+ * joined as above>} first (left out when both are empty), then that
+ * message's parts unchanged. profile may be
  * NULL; facts may be NULL or an array of strings. messages is assumed valid
  * (contract_decode_submit checked it). The result shares string values with
  * messages by reference, so it stays valid after the submit is freed. */

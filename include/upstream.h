@@ -15,12 +15,10 @@ struct http;
 struct metrics_hist;
 struct upstream;
 
-
-
 struct upstream_result {
 	enum contract_code code;   /* CONTRACT_OK on success */
 	long http_status;          /* 0 if no response came */
-	bool got_token;            /* a delta was delivered */
+	bool got_token;            /* a delta or tool-call piece was delivered */
 	/* Failed before any token in a way another replica might not:
 	 * connect error, 5xx, 408, 429, timeout before the first token. */
 	bool retryable;
@@ -38,6 +36,11 @@ struct upstream_result {
 
 struct upstream_cbs {
 	void (*delta)(void *ud, enum contract_delta kind, const char *text, size_t len);
+	/* One piece of a tool call, in the order the backend sent them (a
+	 * chunk's text and reasoning come before its tool calls). Like delta,
+	 * it counts as a token (first-token deadline, retries). tc and its
+	 * strings are valid during the call only. The stub never calls it. */
+	void (*tool_call)(void *ud, const struct contract_tool_call *tc);
 	/* Called exactly once, unless upstream_cancel came first. After it the
 	 * caller must forget the upstream: it frees itself once curl is done. */
 	void (*end)(void *ud, const struct upstream_result *res);

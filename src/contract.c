@@ -5,6 +5,7 @@
  * through them. */
 #include "contract.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 #define CONTRACT__CANCEL_MAX_BYTES 65536
 
 static const char *const contract__roles[] = { "system", "user", "assistant", "tool" };
+static const char *const contract__image_details[] = { "auto", "low", "high" };
+static const char *const contract__tool_choices[] = { "auto", "none", "required" };
+static const char *const contract__formats[] = { "text", "json_object", "json_schema" };
 
 static const char *const contract__codes[CONTRACT_CODE_COUNT] = {
 	[CONTRACT_OK] = "ok", /* never on the wire */
@@ -107,12 +111,93 @@ static json_t *contract__opt(json_t *obj, const char *key)
 	return json_is_null(v) ? NULL : v;
 }
 
-static bool contract__valid_role(const char *role)
+static bool contract__one_of(const char *s, const char *const *names, size_t n)
 {
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(contract__roles); i++)
-		if (!strcmp(role, contract__roles[i]))
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(s, names[i]))
 			return true;
 	return false;
+}
+
+static bool contract__valid_role(const char *role)
+{
+	return contract__one_of(role, contract__roles, UTIL_ARRAY_LEN(contract__roles));
+}
+
+/* A string value equal to lit. */
+static bool contract__is(json_t *v, const char *lit)
+{
+	return json_is_string(v) && !strcmp(json_string_value(v), lit);
+}
+
+static bool contract__nonempty_str(json_t *v)
+{
+	return json_is_string(v) && json_string_length(v) > 0;
+}
+
+/* messages[i].content: a string, or a non-empty array of content parts,
+ * forwarded as they are. Only the shapes every backend we front accepts pass:
+ * text parts anywhere, image_url parts in user messages. *text gets the
+ * string, or the first text part's text (NULL when there is none). */
+static int contract__check_content(json_t *content, size_t i, bool user, const char **text,
+				   struct contract_error *err)
+{
+	size_t k;
+	json_t *part;
+
+	*text = NULL;
+	if (json_is_string(content)) {
+		*text = json_string_value(content);
+		return 0;
+	}
+	if (!json_is_array(content) || json_array_size(content) == 0) {
+		contract__fail(err, "messages[%zu].content: must be a string or a non-empty array of content parts", i);
+		return -1;
+	}
+	json_array_foreach(content, k, part) {
+		if (!json_is_object(part)) {
+			contract__fail(err, "messages[%zu].content[%zu]: must be an object", i, k);
+			return -1;
+		}
+		json_t *type = json_object_get(part, "type");
+		if (contract__is(type, "text")) {
+			json_t *t = json_object_get(part, "text");
+			if (!json_is_string(t)) {
+				contract__fail(err, "messages[%zu].content[%zu].text: must be a string", i, k);
+				return -1;
+			}
+			if (!*text)
+				*text = json_string_value(t);
+		} else if (contract__is(type, "image_url")) {
+			if (!user) {
+				contract__fail(err, "messages[%zu].content[%zu]: image_url parts are allowed only in user messages",
+					       i, k);
+				return -1;
+			}
+			json_t *img = json_object_get(part, "image_url");
+			if (!json_is_object(img)) {
+				contract__fail(err, "messages[%zu].content[%zu].image_url: must be an object", i, k);
+				return -1;
+			}
+			if (!contract__nonempty_str(json_object_get(img, "url"))) {
+				contract__fail(err, "messages[%zu].content[%zu].image_url.url: must be a non-empty string", i,
+					       k);
+				return -1;
+			}
+			json_t *detail = contract__opt(img, "detail");
+			if (detail && (!json_is_string(detail) ||
+				       !contract__one_of(json_string_value(detail), contract__image_details,
+							 UTIL_ARRAY_LEN(contract__image_details)))) {
+				contract__fail(err, "messages[%zu].content[%zu].image_url.detail: must be one of auto, low, high",
+					       i, k);
+				return -1;
+			}
+		} else {
+			contract__fail(err, "messages[%zu].content[%zu].type: must be text or image_url", i, k);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int contract__check_messages(struct contract_submit *out, struct contract_error *err)
@@ -150,10 +235,10 @@ static int contract__check_messages(struct contract_submit *out, struct contract
 		/* An assistant turn that only called tools has no text (OpenAI
 		 * sends content null there); it must then carry the calls. */
 		bool calls_only = assistant && calls && json_array_size(calls) > 0 && (!content || json_is_null(content));
-		if (!json_is_string(content) && !calls_only) {
-			contract__fail(err, "messages[%zu].content: must be a string", i);
+		bool user = !strcmp(json_string_value(role), "user");
+		const char *text = NULL;
+		if (!calls_only && contract__check_content(content, i, user, &text, err))
 			return -1;
-		}
 		static const char *const strs[] = { "name", "tool_call_id" };
 		for (size_t k = 0; k < UTIL_ARRAY_LEN(strs); k++) {
 			json_t *v = contract__opt(m, strs[k]);
@@ -162,8 +247,8 @@ static int contract__check_messages(struct contract_submit *out, struct contract
 				return -1;
 			}
 		}
-		if (!strcmp(json_string_value(role), "user"))
-			out->last_user = json_string_value(content);
+		if (user)
+			out->last_user = text;
 	}
 	out->messages = msgs;
 	return 0;
@@ -199,6 +284,121 @@ static int contract__check_memory(struct contract_submit *out, struct contract_e
 	}
 	out->profile = profile ? json_string_value(profile) : NULL;
 	out->facts = facts;
+	return 0;
+}
+
+/* params.tools, params.tool_choice, params.parallel_tool_calls: the shapes
+ * OpenAI's API documents, which every backend we front accepts. */
+static int contract__check_tools(json_t *params, struct contract_error *err)
+{
+	json_t *tools = contract__opt(params, "tools");
+	size_t i;
+	json_t *t;
+
+	if (tools && (!json_is_array(tools) || json_array_size(tools) == 0)) {
+		contract__fail(err, "params.tools: must be a non-empty array of tools");
+		return -1;
+	}
+	json_array_foreach(tools, i, t) {
+		if (!json_is_object(t)) {
+			contract__fail(err, "params.tools[%zu]: must be an object", i);
+			return -1;
+		}
+		if (!contract__is(json_object_get(t, "type"), "function")) {
+			contract__fail(err, "params.tools[%zu].type: must be \"function\"", i);
+			return -1;
+		}
+		json_t *fn = json_object_get(t, "function");
+		if (!json_is_object(fn)) {
+			contract__fail(err, "params.tools[%zu].function: must be an object", i);
+			return -1;
+		}
+		if (!contract__nonempty_str(json_object_get(fn, "name"))) {
+			contract__fail(err, "params.tools[%zu].function.name: must be a non-empty string", i);
+			return -1;
+		}
+		json_t *v = contract__opt(fn, "description");
+		if (v && !json_is_string(v)) {
+			contract__fail(err, "params.tools[%zu].function.description: must be a string", i);
+			return -1;
+		}
+		v = contract__opt(fn, "parameters");
+		if (v && !json_is_object(v)) {
+			contract__fail(err, "params.tools[%zu].function.parameters: must be an object", i);
+			return -1;
+		}
+	}
+
+	json_t *choice = contract__opt(params, "tool_choice");
+	if (json_is_string(choice) &&
+	    !contract__one_of(json_string_value(choice), contract__tool_choices, UTIL_ARRAY_LEN(contract__tool_choices))) {
+		contract__fail(err, "params.tool_choice: must be one of auto, none, required, or an object");
+		return -1;
+	} else if (json_is_object(choice)) {
+		if (!contract__is(json_object_get(choice, "type"), "function")) {
+			contract__fail(err, "params.tool_choice.type: must be \"function\"");
+			return -1;
+		}
+		json_t *fn = json_object_get(choice, "function");
+		if (!json_is_object(fn)) {
+			contract__fail(err, "params.tool_choice.function: must be an object");
+			return -1;
+		}
+		if (!contract__nonempty_str(json_object_get(fn, "name"))) {
+			contract__fail(err, "params.tool_choice.function.name: must be a non-empty string");
+			return -1;
+		}
+	} else if (choice && !json_is_string(choice)) {
+		contract__fail(err, "params.tool_choice: must be one of auto, none, required, or an object");
+		return -1;
+	}
+
+	json_t *v = contract__opt(params, "parallel_tool_calls");
+	if (v && !json_is_boolean(v)) {
+		contract__fail(err, "params.parallel_tool_calls: must be a boolean");
+		return -1;
+	}
+	return 0;
+}
+
+/* params.response_format: text, json_object, or json_schema with its schema. */
+static int contract__check_format(json_t *params, struct contract_error *err)
+{
+	json_t *rf = contract__opt(params, "response_format");
+
+	if (!rf)
+		return 0;
+	if (!json_is_object(rf)) {
+		contract__fail(err, "params.response_format: must be an object");
+		return -1;
+	}
+	json_t *type = json_object_get(rf, "type");
+	if (!json_is_string(type) ||
+	    !contract__one_of(json_string_value(type), contract__formats, UTIL_ARRAY_LEN(contract__formats))) {
+		contract__fail(err, "params.response_format.type: must be one of text, json_object, json_schema");
+		return -1;
+	}
+	if (!contract__is(type, "json_schema"))
+		return 0;
+	json_t *js = json_object_get(rf, "json_schema");
+	if (!json_is_object(js)) {
+		contract__fail(err, "params.response_format.json_schema: must be an object");
+		return -1;
+	}
+	if (!contract__nonempty_str(json_object_get(js, "name"))) {
+		contract__fail(err, "params.response_format.json_schema.name: must be a non-empty string");
+		return -1;
+	}
+	json_t *v = contract__opt(js, "schema");
+	if (v && !json_is_object(v)) {
+		contract__fail(err, "params.response_format.json_schema.schema: must be an object");
+		return -1;
+	}
+	v = contract__opt(js, "strict");
+	if (v && !json_is_boolean(v)) {
+		contract__fail(err, "params.response_format.json_schema.strict: must be a boolean");
+		return -1;
+	}
 	return 0;
 }
 
@@ -246,6 +446,8 @@ static int contract__check_params(struct contract_submit *out, struct contract_e
 			return -1;
 		}
 	}
+	if (contract__check_tools(params, err) || contract__check_format(params, err))
+		return -1;
 	out->params = params;
 	return 0;
 }
@@ -450,6 +652,25 @@ void contract_encode_delta(struct buf *out, const char *rid, unsigned long long 
 	buf_append_char(out, '}');
 }
 
+void contract_encode_tool_call(struct buf *out, const char *rid, unsigned long long seq,
+			       const struct contract_tool_call *tc)
+{
+	contract__open_event(out, rid, seq, "tool_call");
+	buf_append_str(out, ",\"index\":");
+	contract__append_ll(out, tc->index);
+	if (tc->id) {
+		buf_append_str(out, ",\"id\":");
+		buf_append_json_str(out, tc->id, tc->id_len);
+	}
+	if (tc->name) {
+		buf_append_str(out, ",\"name\":");
+		buf_append_json_str(out, tc->name, tc->name_len);
+	}
+	buf_append_str(out, ",\"arguments\":");
+	buf_append_json_str(out, tc->arguments ? tc->arguments : "", tc->arguments ? tc->arguments_len : 0);
+	buf_append_char(out, '}');
+}
+
 static void contract__append_route(struct buf *out, const struct contract_route *route)
 {
 	if (!route)
@@ -606,6 +827,19 @@ static void contract__append_kv(struct buf *out, const char *key, const char *va
 	contract__append_str(out, value);
 }
 
+/* "key":<v as compact JSON>. Client side only: not on any hot path. */
+static void contract__append_value(struct buf *out, const char *key, json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!s)
+		util_oom(); /* the value came from jansson: only memory can fail */
+	contract__append_str(out, key);
+	buf_append_char(out, ':');
+	buf_append_str(out, s);
+	free(s);
+}
+
 void contract_encode_chat(struct buf *out, const struct contract_chat *c)
 {
 	contract__open(out, c->request_id);
@@ -646,6 +880,16 @@ void contract_encode_chat(struct buf *out, const struct contract_chat *c)
 			}
 			buf_append_char(out, ']');
 		}
+		buf_append_char(out, '}');
+	}
+	if (c->tools || c->response_format) {
+		buf_append_str(out, ",\"params\":{");
+		if (c->tools)
+			contract__append_value(out, "tools", c->tools);
+		if (c->tools && c->response_format)
+			buf_append_char(out, ',');
+		if (c->response_format)
+			contract__append_value(out, "response_format", c->response_format);
 		buf_append_char(out, '}');
 	}
 	buf_append_char(out, '}');
@@ -693,6 +937,7 @@ static const char *const contract__event_types[] = {
 	[CONTRACT_EV_TOKEN] = "token", [CONTRACT_EV_REASONING] = "reasoning",
 	[CONTRACT_EV_DONE] = "done",   [CONTRACT_EV_ERROR] = "error",
 	[CONTRACT_EV_KEEPALIVE] = "keepalive",
+	[CONTRACT_EV_TOOL_CALL] = "tool_call",
 };
 
 int contract_decode_event(const char *data, size_t len, struct contract_event *ev, char *err, size_t errlen)
@@ -739,6 +984,24 @@ int contract_decode_event(const char *data, size_t len, struct contract_event *e
 		json_t *e = json_object_get(ev->root, "error");
 		ev->error_code = json_string_value(json_object_get(e, "code"));
 		ev->error_message = json_string_value(json_object_get(e, "message"));
+	} else if (ev->type == CONTRACT_EV_TOOL_CALL) {
+		struct contract_tool_call *tc = &ev->tool_call;
+		json_t *ix = json_object_get(ev->root, "index");
+		json_t *id = contract__opt(ev->root, "id");
+		json_t *name = contract__opt(ev->root, "name");
+		json_t *args = contract__opt(ev->root, "arguments");
+		if (!json_is_integer(ix) || json_integer_value(ix) < 0 || json_integer_value(ix) > INT_MAX ||
+		    (id && !json_is_string(id)) || (name && !json_is_string(name)) || (args && !json_is_string(args))) {
+			snprintf(err, errlen, "tool_call event seq %llu is malformed", ev->seq);
+			goto fail;
+		}
+		tc->index = (int)json_integer_value(ix);
+		tc->id = id ? json_string_value(id) : NULL;
+		tc->id_len = id ? json_string_length(id) : 0;
+		tc->name = name ? json_string_value(name) : NULL;
+		tc->name_len = name ? json_string_length(name) : 0;
+		tc->arguments = args ? json_string_value(args) : "";
+		tc->arguments_len = args ? json_string_length(args) : 0;
 	}
 	return 0;
 fail:

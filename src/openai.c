@@ -4,23 +4,29 @@
  * content delta, and without the flag jansson rejects the whole chunk, which
  * would turn one odd token into a failed stream. Lengths therefore come from
  * json_string_length, never strlen. Every field is looked up with type checks
- * so that a provider's surprise (a number where a string was, tool_call
- * deltas, extension objects) costs at most that field. */
+ * so that a provider's surprise (a number where a string was, a tool-call
+ * entry that is not an object, extension objects) costs at most that field. */
 #include "openai.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* Forwarded as they are; contract_decode_submit checked their shapes. */
 static const char *const openai__params[] = {
 	"temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty",
+	"tools", "tool_choice", "parallel_tool_calls", "response_format",
 };
 
 void openai_decoder_init(struct openai_decoder *d)
 {
 	d->last = NULL;
 	buf_init(&d->strs);
+	d->calls = NULL;
+	d->calls_cap = 0;
 	d->fast = d->slow = 0;
 }
 
@@ -29,6 +35,22 @@ void openai_decoder_free(struct openai_decoder *d)
 	json_decref(d->last);
 	d->last = NULL;
 	buf_free(&d->strs);
+	free(d->calls);
+	d->calls = NULL;
+	d->calls_cap = 0;
+}
+
+/* Room for n tool-call pieces. Grows rarely: the array is kept for the
+ * decoder's life, so a stream of tool-call chunks allocates once. */
+static void openai__calls_reserve(struct openai_decoder *d, size_t n)
+{
+	if (n <= d->calls_cap)
+		return;
+	size_t cap = d->calls_cap ? d->calls_cap : OPENAI_FAST_TOOL_CALLS;
+	while (cap < n)
+		cap *= 2;
+	d->calls = xrealloc(d->calls, cap * sizeof(*d->calls));
+	d->calls_cap = cap;
 }
 
 static bool openai__is_space(char c)
@@ -86,23 +108,62 @@ static bool openai__usage(json_t *u, struct contract_usage *out)
 	return true;
 }
 
-static void openai__choice(json_t *choices, struct openai_chunk *out)
+/* delta.tool_calls as openai.h describes it. -1 past OPENAI_MAX_TOOL_CALLS. */
+static int openai__tool_calls(struct openai_decoder *d, json_t *delta, struct openai_chunk *out)
+{
+	json_t *calls = json_object_get(delta, "tool_calls");
+	size_t i, n = 0;
+	json_t *e;
+
+	if (!json_is_array(calls))
+		return 0;
+	json_array_foreach(calls, i, e) {
+		struct contract_tool_call tc = { 0 };
+		json_t *ix, *fn;
+
+		if (!json_is_object(e))
+			continue;
+		ix = json_object_get(e, "index");
+		if (json_is_integer(ix) && json_integer_value(ix) >= 0 && json_integer_value(ix) <= INT_MAX)
+			tc.index = (int)json_integer_value(ix);
+		else
+			tc.index = i <= INT_MAX ? (int)i : INT_MAX;
+		tc.id = openai__str(e, "id", &tc.id_len);
+		fn = json_object_get(e, "function");
+		if (json_is_object(fn)) {
+			tc.name = openai__str(fn, "name", &tc.name_len);
+			tc.arguments = openai__str(fn, "arguments", &tc.arguments_len);
+		}
+		if (!tc.id && !tc.name && !tc.arguments)
+			continue;
+		if (n == OPENAI_MAX_TOOL_CALLS)
+			return -1;
+		openai__calls_reserve(d, n + 1);
+		d->calls[n++] = tc;
+	}
+	out->tool_calls = n ? d->calls : NULL;
+	out->ntool_calls = n;
+	return 0;
+}
+
+static int openai__choice(struct openai_decoder *d, json_t *choices, struct openai_chunk *out)
 {
 	json_t *c0, *delta;
 
 	if (!json_is_array(choices) || json_array_size(choices) == 0)
-		return;
+		return 0;
 	c0 = json_array_get(choices, 0);
 	if (!json_is_object(c0))
-		return;
+		return 0;
 	out->finish_reason = openai__str(c0, "finish_reason", NULL);
 	delta = json_object_get(c0, "delta");
 	if (!json_is_object(delta))
-		return;
+		return 0;
 	out->content = openai__str(delta, "content", &out->content_len);
 	out->reasoning = openai__str(delta, "reasoning_content", &out->reasoning_len);
 	if (!out->reasoning)
 		out->reasoning = openai__str(delta, "reasoning", &out->reasoning_len);
+	return openai__tool_calls(d, delta, out);
 }
 
 static void openai__error(json_t *root, struct openai_chunk *out)
@@ -173,7 +234,12 @@ int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, s
 	d->last = root;
 
 	out->model = openai__str(root, "model", NULL);
-	openai__choice(json_object_get(root, "choices"), out);
+	if (openai__choice(d, json_object_get(root, "choices"), out) < 0) {
+		memset(out, 0, sizeof(*out));
+		if (err && errlen)
+			snprintf(err, errlen, "chunk has more than %d tool calls", OPENAI_MAX_TOOL_CALLS);
+		return -1;
+	}
 	out->has_usage = openai__usage(json_object_get(root, "usage"), &out->usage);
 	if (!out->has_usage) {
 		json_t *xg = json_object_get(root, "x_groq");
@@ -190,10 +256,25 @@ int openai_decode_json(struct openai_decoder *d, const char *data, size_t len, s
  * jansson would, and copies out only the fields the dispatcher relays. It
  * gives up ("declines") on anything whose jansson result it does not mirror
  * exactly: real numbers, very long integers, deep nesting, a NUL in a key,
- * an unpaired surrogate, a repeated key among those it reads. Declining is
- * always safe: the caller then asks jansson. */
+ * an unpaired surrogate, a repeated key among those it reads, more than
+ * OPENAI_FAST_TOOL_CALLS tool-call entries. Declining is always safe: the
+ * caller then asks jansson. Tool-call chunks take this path too: arguments
+ * stream about as fast as text, one piece per chunk. */
 
-enum fp_ctx { FP_SKIP, FP_ROOT, FP_CHOICES, FP_CHOICE0, FP_DELTA, FP_USAGE, FP_XGROQ, FP_ERROR, FP_NCTX };
+enum fp_ctx {
+	FP_SKIP,
+	FP_ROOT,
+	FP_CHOICES,
+	FP_CHOICE0,
+	FP_DELTA,
+	FP_USAGE,
+	FP_XGROQ,
+	FP_ERROR,
+	FP_TOOLS, /* delta.tool_calls */
+	FP_TOOL,  /* one of its entries */
+	FP_FUNC,  /* an entry's "function" */
+	FP_NCTX
+};
 
 enum fp_field {
 	FPF_MODEL,
@@ -205,7 +286,21 @@ enum fp_field {
 	FPF_ERROR_MSG,
 	FPF_OBJECT,
 	FPF_MESSAGE,
-	FPF_COUNT
+	FPF_COUNT,
+	/* Strings of the tool-call entry being read: stored in its slot. */
+	FPF_TOOL_ID = FPF_COUNT,
+	FPF_TOOL_NAME,
+	FPF_TOOL_ARGS,
+};
+
+/* One tool-call entry that is an object: offsets into strs (-1: absent or
+ * not a string), its "index" (-1: absent or not in 0..INT_MAX) and its
+ * position in the array. */
+struct fp_tool {
+	long off[3];
+	size_t len[3];
+	long long index;
+	int pos;
 };
 
 #define FP_MAX_DEPTH 32
@@ -220,6 +315,11 @@ struct fp {
 	long long counts[2][3]; /* usage, x_groq.usage: prompt, completion, total; -1 absent */
 	bool usage_obj[2];      /* the usage object was there */
 	bool is_obj[FP_NCTX];   /* a value of that context was an object */
+	int tool_pos;           /* position in tool_calls of the element being read */
+	int ntools;             /* slots used in tools */
+	/* Last, and not cleared per chunk: a slot is set up when used, so text
+	 * chunks pay nothing for it. */
+	struct fp_tool tools[OPENAI_FAST_TOOL_CALLS];
 };
 
 static bool fp__ws(unsigned char c)
@@ -411,6 +511,17 @@ static const struct fp_route fp__delta[] = {
 	R("content", FPF_CONTENT, FP_SKIP, -1),
 	R("reasoning_content", FPF_REASONING_CONTENT, FP_SKIP, -1),
 	R("reasoning", FPF_REASONING, FP_SKIP, -1),
+	R("tool_calls", -1, FP_TOOLS, -1),
+};
+/* "index" is read as a number, as the usage counts are (count 0). */
+static const struct fp_route fp__tool[] = {
+	R("index", -1, FP_SKIP, 0),
+	R("id", FPF_TOOL_ID, FP_SKIP, -1),
+	R("function", -1, FP_FUNC, -1),
+};
+static const struct fp_route fp__func[] = {
+	R("name", FPF_TOOL_NAME, FP_SKIP, -1),
+	R("arguments", FPF_TOOL_ARGS, FP_SKIP, -1),
 };
 static const struct fp_route fp__usage[] = {
 	R("prompt_tokens", -1, FP_SKIP, 0),
@@ -431,6 +542,8 @@ static const struct {
 	[FP_USAGE] = { fp__usage, UTIL_ARRAY_LEN(fp__usage) },
 	[FP_XGROQ] = { fp__xgroq, UTIL_ARRAY_LEN(fp__xgroq) },
 	[FP_ERROR] = { fp__error, UTIL_ARRAY_LEN(fp__error) },
+	[FP_TOOL] = { fp__tool, UTIL_ARRAY_LEN(fp__tool) },
+	[FP_FUNC] = { fp__func, UTIL_ARRAY_LEN(fp__func) },
 };
 
 static const struct fp_route *fp__route(enum fp_ctx ctx, const unsigned char *k, size_t klen, int *bit)
@@ -493,13 +606,17 @@ static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 			return -1;
 		f->p++;
 		fp__skip_ws(f);
-		if (ctx == FP_USAGE && cnt >= 0) {
-			/* A count: an integer (negative: absent); reals decline. */
+		if ((ctx == FP_USAGE || ctx == FP_TOOL) && cnt >= 0) {
+			/* A count or a tool call's index: an integer (negative:
+			 * absent); reals decline. */
 			if (f->p < f->end && (*f->p == '-' || (*f->p >= '0' && *f->p <= '9'))) {
 				long long v;
 				if (fp__number(f, &v) < 0)
 					return -1;
-				f->counts[count][cnt] = v >= 0 ? v : -1;
+				if (ctx == FP_USAGE)
+					f->counts[count][cnt] = v >= 0 ? v : -1;
+				else
+					f->tools[f->ntools - 1].index = v >= 0 && v <= INT_MAX ? v : -1;
 			} else if (fp__value(f, FP_SKIP, -1, -1) < 0) {
 				return -1;
 			}
@@ -521,7 +638,9 @@ static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 	}
 }
 
-static int fp__array(struct fp *f, enum fp_ctx first)
+/* An array whose first element is read in context first, the others in
+ * rest. */
+static int fp__array(struct fp *f, enum fp_ctx first, enum fp_ctx rest)
 {
 	f->p++;
 	fp__skip_ws(f);
@@ -530,7 +649,9 @@ static int fp__array(struct fp *f, enum fp_ctx first)
 		return 0;
 	}
 	for (int i = 0;; i++) {
-		if (fp__value(f, i == 0 ? first : FP_SKIP, -1, -1) < 0)
+		if (rest == FP_TOOL)
+			f->tool_pos = i;
+		if (fp__value(f, i == 0 ? first : rest, -1, -1) < 0)
 			return -1;
 		fp__skip_ws(f);
 		if (f->p >= f->end)
@@ -573,9 +694,20 @@ static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count)
 		return -1;
 	switch (*f->p) {
 	case '{':
-		if (ctx == FP_CHOICES) {
-			rc = fp__object(f, FP_SKIP, -1); /* "choices" counts only as an array */
+		if (ctx == FP_CHOICES || ctx == FP_TOOLS) {
+			rc = fp__object(f, FP_SKIP, -1); /* both count only as arrays */
 			break;
+		}
+		if (ctx == FP_TOOL) {
+			if (f->ntools == OPENAI_FAST_TOOL_CALLS) {
+				rc = -1; /* many calls in one chunk: jansson reads any count */
+				break;
+			}
+			struct fp_tool *t = &f->tools[f->ntools++];
+			t->off[0] = t->off[1] = t->off[2] = -1;
+			t->len[0] = t->len[1] = t->len[2] = 0;
+			t->index = -1;
+			t->pos = f->tool_pos;
 		}
 		f->is_obj[ctx] = true;
 		if (ctx == FP_USAGE)
@@ -583,11 +715,21 @@ static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count)
 		rc = fp__object(f, ctx, count);
 		break;
 	case '[':
-		/* Only choices[0] matters, and only if it is an object. */
-		rc = fp__array(f, ctx == FP_CHOICES ? FP_CHOICE0 : FP_SKIP);
+		/* Only choices[0] matters, and only if it is an object; every
+		 * element of tool_calls does. */
+		if (ctx == FP_CHOICES)
+			rc = fp__array(f, FP_CHOICE0, FP_SKIP);
+		else if (ctx == FP_TOOLS)
+			rc = fp__array(f, FP_TOOL, FP_TOOL);
+		else
+			rc = fp__array(f, FP_SKIP, FP_SKIP);
 		break;
 	case '"':
-		if (field >= 0) {
+		if (field >= FPF_TOOL_ID) {
+			struct fp_tool *t = &f->tools[f->ntools - 1];
+			t->off[field - FPF_TOOL_ID] = (long)f->strs->len;
+			rc = fp__string(f, f->strs, &t->len[field - FPF_TOOL_ID], false);
+		} else if (field >= 0) {
 			size_t n;
 			f->off[field] = (long)f->strs->len;
 			rc = fp__string(f, f->strs, &n, false);
@@ -724,13 +866,41 @@ void openai_error_message(const char *body, size_t len, char *out, size_t outlen
 	json_decref(root);
 }
 
+/* The slots' pieces, as openai__tool_calls gives them. */
+static void fp__tool_calls(struct openai_decoder *d, const struct fp *f, struct openai_chunk *out)
+{
+	size_t n = 0;
+
+	openai__calls_reserve(d, (size_t)f->ntools);
+	for (int i = 0; i < f->ntools; i++) {
+		const struct fp_tool *t = &f->tools[i];
+		struct contract_tool_call *tc = &d->calls[n];
+		const char *s[3];
+
+		for (int k = 0; k < 3; k++)
+			s[k] = t->off[k] >= 0 && t->len[k] ? d->strs.data + t->off[k] : NULL;
+		if (!s[0] && !s[1] && !s[2])
+			continue;
+		tc->index = t->index >= 0 ? (int)t->index : t->pos;
+		tc->id = s[0];
+		tc->id_len = s[0] ? t->len[0] : 0;
+		tc->name = s[1];
+		tc->name_len = s[1] ? t->len[1] : 0;
+		tc->arguments = s[2];
+		tc->arguments_len = s[2] ? t->len[2] : 0;
+		n++;
+	}
+	out->tool_calls = n ? d->calls : NULL;
+	out->ntool_calls = n;
+}
+
 /* The fast path's answer, in openai__choice/openai__usage/openai__error's
  * terms. 0, or -1 to decline (out untouched but for zeroes). */
 static int fp__decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out)
 {
 	struct fp f;
 
-	memset(&f, 0, sizeof(f));
+	memset(&f, 0, offsetof(struct fp, tools));
 	f.p = (const unsigned char *)data;
 	f.end = f.p + len;
 	f.strs = &d->strs;
@@ -764,6 +934,8 @@ static int fp__decode(struct openai_decoder *d, const char *data, size_t len, st
 			}
 		}
 	}
+	if (f.ntools)
+		fp__tool_calls(d, &f, out);
 	for (int u = 0; u < 2 && !out->has_usage; u++) {
 		long long p = f.counts[u][0], c = f.counts[u][1], t = f.counts[u][2];
 		if (!f.usage_obj[u] || (p < 0 && c < 0 && t < 0))

@@ -165,9 +165,20 @@ json_t *prompt_build(const char *system_prompt, const char *memory_template, jso
 	prompt__part(&sys, system_prompt);
 	prompt__part(&sys, memory);
 	free(memory);
-	if (first_sys)
-		prompt__part(&sys, json_string_value(json_object_get(first_sys, "content")));
-	if (sys.len) {
+	json_t *sys_content = first_sys ? json_object_get(first_sys, "content") : NULL;
+	if (json_is_string(sys_content))
+		prompt__part(&sys, json_string_value(sys_content));
+	if (json_is_array(sys_content)) {
+		/* Content parts: ours become the first text part, the request's
+		 * parts follow as they are (the contract lets only text parts into
+		 * system messages, so every backend reads them as one text). */
+		json_t *parts = json_array();
+		if (sys.len)
+			json_array_append_new(parts, json_pack("{s:s, s:o}", "type", "text", "text",
+							       prompt__string(sys.data, sys.len)));
+		json_array_extend(parts, sys_content);
+		json_array_append_new(arr, json_pack("{s:s, s:o}", "role", "system", "content", parts));
+	} else if (sys.len) {
 		json_t *msg = json_object();
 		json_object_set_new(msg, "role", json_string("system"));
 		json_object_set_new(msg, "content", prompt__string(sys.data, sys.len));

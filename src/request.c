@@ -377,14 +377,11 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 }
 
-static void request__on_delta(void *ud, enum contract_delta kind, const char *text, size_t len)
+/* The attempt relayed something to the client: no retry can follow it, so
+ * only the attempt needs the body now, unless a resume may. */
+static void request__relayed(struct request *r)
 {
-	struct request *r = ud;
-	struct requests *rq = r->rq;
-
 	if (r->state == REQ_ATTEMPT) {
-		/* A delta went out: no retry can follow, so only the attempt
-		 * needs the body now, unless a resume may. */
 		r->state = REQ_STREAMING;
 		if (!r->resumable) {
 			rcstr_unref(r->body);
@@ -393,9 +390,31 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 	}
 	r->deltas++;
 	r->attempt_deltas++;
+}
+
+static void request__on_delta(void *ud, enum contract_delta kind, const char *text, size_t len)
+{
+	struct request *r = ud;
+	struct requests *rq = r->rq;
+
+	request__relayed(r);
 	buf_reset(&rq->ev);
 	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
 	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
+}
+
+/* A tool-call piece is relayed as a delta is. It is recorded as the event
+ * itself (replay sends it again), which also rules out a resume: a
+ * continuation could not repeat it. */
+static void request__on_tool_call(void *ud, const struct contract_tool_call *tc)
+{
+	struct request *r = ud;
+	struct requests *rq = r->rq;
+
+	request__relayed(r);
+	buf_reset(&rq->ev);
+	contract_encode_tool_call(&rq->ev, r->rid, r->rec.next_seq, tc);
+	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 }
 
 bool request_may_retry(const struct request_retry_facts *f)
@@ -543,6 +562,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 
 static const struct upstream_cbs request__cbs = {
 	.delta = request__on_delta,
+	.tool_call = request__on_tool_call,
 	.end = request__on_end,
 };
 

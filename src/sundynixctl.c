@@ -65,6 +65,8 @@ enum ctl_opt_id {
 	CTL_O_KEEPALIVE,
 	CTL_O_NO_RESUME,
 	CTL_O_REVISION,
+	CTL_O_TOOLS,
+	CTL_O_JSON_SCHEMA,
 };
 
 enum ctl_cmd {
@@ -103,12 +105,15 @@ static const struct ctl_opt ctl__opts[] = {
 	{ "api-key", CTL_O_API_KEY, true, CTL_CMD_SET },
 	{ "provider", CTL_O_PROVIDER, true, CTL_CMD_SET },
 	{ "revision", CTL_O_REVISION, true, CTL_CMD_SET | CTL_CMD_CLEAR },
+	{ "tools", CTL_O_TOOLS, true, CTL_CMD_CHAT },
+	{ "json-schema", CTL_O_JSON_SCHEMA, true, CTL_CMD_CHAT },
 };
 
 #define CTL_MAX_POS 8
 
 /* The parsed command line. Strings borrow from argv, except facts (an array
- * this struct owns, of borrowed strings). */
+ * this struct owns, of borrowed strings); tools and response_format are
+ * loaded from their files and owned. */
 struct ctl_args {
 	const char *nats_url;
 	const char *prefix;
@@ -128,10 +133,14 @@ struct ctl_args {
 	const char *provider;
 	bool has_revision;
 	long long revision;
+	const char *tools_file;
+	const char *schema_file;
+	json_t *tools;           /* params.tools, from tools_file */
+	json_t *response_format; /* params.response_format, from schema_file */
 	bool help;
 	bool version;
 	unsigned used; /* bit per enum ctl_opt_id seen */
-	const char *used_name[CTL_O_REVISION + 1];
+	const char *used_name[CTL_O_JSON_SCHEMA + 1];
 	const char *pos[CTL_MAX_POS];
 	size_t npos;
 };
@@ -155,6 +164,11 @@ static const char ctl__usage[] =
 	"                             2 x MS and no answer to a replay: the dispatcher is lost; chat\n"
 	"                             resubmits with resume so another one continues the answer\n"
 	"      --no-resume            when the dispatcher is lost, end with error: dispatcher_lost\n"
+	"      --tools FILE           params.tools: FILE holds a JSON array of tools; tool calls\n"
+	"                             stream on stderr as \"[tool_call INDEX NAME id=ID] ARGS\"\n"
+	"      --json-schema FILE     ask for structured output: response_format json_schema\n"
+	"                             with the JSON Schema in FILE (named \"response\"), or\n"
+	"                             FILE's {\"name\":..,\"schema\":..} object as it is\n"
 	"  config serve FILE          Answer <prefix>.config.model.get with the ModelConfig in\n"
 	"                             FILE and broadcast it once; runs until SIGINT/SIGTERM.\n"
 	"  config set --base-url URL --model NAME [--api-key KEY] [--provider P] [--revision N]\n"
@@ -187,10 +201,15 @@ static void UTIL_PRINTF(1, 2) ctl__usage_error(const char *fmt, ...)
 
 /* Writes peer-supplied text to f with control bytes replaced, so an error
  * message from the network cannot drive the terminal. */
+static void ctl__put_clean_n(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fputc((unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i], f);
+}
+
 static void ctl__put_clean(FILE *f, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+	ctl__put_clean_n(f, s, strlen(s));
 }
 
 static const struct ctl_opt *ctl__find_opt(const char *name, size_t len)
@@ -259,6 +278,8 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 		}
 		a->has_revision = true;
 		break;
+	case CTL_O_TOOLS: a->tools_file = val; break;
+	case CTL_O_JSON_SCHEMA: a->schema_file = val; break;
 	}
 	return 0;
 }
@@ -447,6 +468,10 @@ static int ctl__pending_signal(void)
 
 /* ---- chat ---- */
 
+/* What chat is printing on stderr right now: a run of reasoning deltas, or
+ * the arguments of one tool call. */
+enum ctl_run { CTL_RUN_NONE, CTL_RUN_REASONING, CTL_RUN_TOOL };
+
 /* An event that came before an earlier one: held until the gap is filled. */
 struct ctl_pending {
 	unsigned long long seq;
@@ -457,7 +482,7 @@ struct ctl_pending {
 /* One chat as the reference gateway follows it (docs/protocol.md): events in
  * seq order, a gap repaired by a replay request to the stream's owner, a
  * stream silent for 2 x keepalive checked the same way and, when its owner
- * does not answer, reported as dispatcher_lost. */
+ * does not answer, resubmitted with resume or reported as dispatcher_lost. */
 struct ctl_chat {
 	const char *rid;
 	char *replay_subject;          /* <prefix>.chat.replay.<owner>; NULL before the ack */
@@ -476,8 +501,10 @@ struct ctl_chat {
 	const char *message;           /* what the user asked, for a resubmit */
 	int resumes;                   /* resubmits after a lost dispatcher */
 	unsigned anomalies; /* unrepaired gaps, duplicates, malformed events */
-	bool printed_tokens;
-	bool in_reasoning;
+	bool line_open;     /* tokens were printed on stdout since its last newline */
+	enum ctl_run run;
+	int tool_index;     /* CTL_RUN_TOOL: the call being printed */
+	unsigned tool_calls; /* tool-call pieces printed */
 	bool dim; /* stderr is a terminal */
 };
 
@@ -503,16 +530,50 @@ static void ctl__chat_body(struct buf *out, const struct ctl_args *a, const char
 		.profile = a->profile,
 		.facts = (const char *const *)a->facts,
 		.nfacts = a->nfacts,
+		.tools = a->tools,
+		.response_format = a->response_format,
 	};
 	contract_encode_chat(out, &chat);
 }
 
-static void ctl__end_reasoning(struct ctl_chat *c)
+/* Ends the run of reasoning or tool-call text on stderr, if one is open. */
+static void ctl__end_run(struct ctl_chat *c)
 {
-	if (!c->in_reasoning)
-		return;
-	fputs(c->dim ? "\033[0m\n" : "\n", stderr);
-	c->in_reasoning = false;
+	if (c->run == CTL_RUN_REASONING)
+		fputs(c->dim ? "\033[0m\n" : "\n", stderr);
+	else if (c->run == CTL_RUN_TOOL)
+		fputc('\n', stderr);
+	c->run = CTL_RUN_NONE;
+}
+
+/* A tool-call piece: a call's first piece (it has the id or name), or one
+ * of another call than the one being printed, opens a line
+ * "[tool_call INDEX NAME id=ID] "; the arguments follow as they stream. */
+static void ctl__print_tool_call(struct ctl_chat *c, const struct contract_tool_call *tc)
+{
+	if (c->run != CTL_RUN_TOOL || tc->index != c->tool_index || tc->id || tc->name) {
+		ctl__end_run(c);
+		if (c->line_open) {
+			fputc('\n', stdout);
+			fflush(stdout);
+			c->line_open = false;
+		}
+		fprintf(stderr, "[tool_call %d", tc->index);
+		if (tc->name) {
+			fputc(' ', stderr);
+			ctl__put_clean_n(stderr, tc->name, tc->name_len);
+		}
+		if (tc->id) {
+			fputs(" id=", stderr);
+			ctl__put_clean_n(stderr, tc->id, tc->id_len);
+		}
+		fputs("] ", stderr);
+		c->run = CTL_RUN_TOOL;
+		c->tool_index = tc->index;
+	}
+	fwrite(tc->arguments, 1, tc->arguments_len, stderr);
+	fflush(stderr);
+	c->tool_calls++;
 }
 
 static void ctl__print_error(const char *code, const char *msg)
@@ -531,23 +592,31 @@ static int ctl__chat_show(struct ctl_chat *c, const struct contract_event *ev)
 	c->next_seq = ev->seq + 1;
 	switch (ev->type) {
 	case CONTRACT_EV_TOKEN:
-		ctl__end_reasoning(c);
+		ctl__end_run(c);
 		buf_append(&c->text, ev->delta, ev->delta_len);
 		fwrite(ev->delta, 1, ev->delta_len, stdout);
 		fflush(stdout);
-		c->printed_tokens = true;
+		c->line_open = true;
 		return -1;
 	case CONTRACT_EV_REASONING:
-		if (!c->in_reasoning)
+		if (c->run != CTL_RUN_REASONING) {
+			ctl__end_run(c);
 			fputs(c->dim ? "\033[2m[reasoning] " : "[reasoning] ", stderr);
-		c->in_reasoning = true;
+		}
+		c->run = CTL_RUN_REASONING;
 		buf_append(&c->reasoning, ev->delta, ev->delta_len);
 		fwrite(ev->delta, 1, ev->delta_len, stderr);
 		fflush(stderr);
 		return -1;
+	case CONTRACT_EV_TOOL_CALL:
+		ctl__print_tool_call(c, &ev->tool_call);
+		return -1;
 	case CONTRACT_EV_DONE:
-		ctl__end_reasoning(c);
-		fputc('\n', stdout);
+		ctl__end_run(c);
+		/* The answer's line ends on stdout (an empty one when there was
+		 * no text), unless a tool call ended it already. */
+		if (c->line_open || !c->tool_calls)
+			fputc('\n', stdout);
 		fflush(stdout);
 		fputs("[done: finish=", stderr);
 		ctl__put_clean(stderr, ev->finish_reason ? ev->finish_reason : "?");
@@ -559,8 +628,8 @@ static int ctl__chat_show(struct ctl_chat *c, const struct contract_event *ev)
 		fputs("]\n", stderr);
 		return CTL_EXIT_OK;
 	case CONTRACT_EV_ERROR:
-		ctl__end_reasoning(c);
-		if (c->printed_tokens) {
+		ctl__end_run(c);
+		if (c->line_open) {
 			fputc('\n', stdout);
 			fflush(stdout);
 		}
@@ -752,7 +821,7 @@ static int ctl__chat_lost(natsConnection *nc, struct ctl_chat *c, const struct c
 	struct contract_ack ack;
 	struct buf body;
 
-	ctl__end_reasoning(c);
+	ctl__end_run(c);
 	if (!a->no_resume && c->resumes < CTL_MAX_RESUMES) {
 		fprintf(stderr, "\nsundynixctl: no event for %lld ms and no answer from the stream's dispatcher; resubmitting "
 				"to continue the answer\n",
@@ -776,7 +845,7 @@ static int ctl__chat_lost(natsConnection *nc, struct ctl_chat *c, const struct c
 			return -1;
 		}
 	}
-	if (c->printed_tokens)
+	if (c->line_open)
 		fputc('\n', stdout);
 	fflush(stdout);
 	fprintf(stderr, "error: dispatcher_lost: no event for %lld ms and no answer from the stream's dispatcher\n",
@@ -797,7 +866,7 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 			return CTL_EXIT_INTERRUPTED;
 		}
 		if (sig) {
-			ctl__end_reasoning(c);
+			ctl__end_run(c);
 			fprintf(stderr, "\nsundynixctl: interrupted, cancelling %s\n", c->rid);
 			ctl__send_cancel(nc, subj, c->rid);
 			cancel_deadline = util_now_ms() + CTL_CANCEL_WAIT_MS;
@@ -808,8 +877,8 @@ static int ctl__chat_loop(natsConnection *nc, natsSubscription *sub, struct ctl_
 			return CTL_EXIT_INTERRUPTED;
 		}
 		if (!cancel_deadline && now >= deadline) {
-			ctl__end_reasoning(c);
-			if (c->printed_tokens)
+			ctl__end_run(c);
+			if (c->line_open)
 				fputc('\n', stdout);
 			fprintf(stderr, "sundynixctl: timed out after %g s waiting for the stream of %s; cancelling it\n",
 				a->timeout_s, c->rid);
@@ -938,6 +1007,46 @@ out:
 	buf_free(&body);
 	free(stream_subj);
 	return rc;
+}
+
+/* Loads --tools and --json-schema. The dispatcher checks their shape and
+ * names the field at fault; here only a file that cannot serve is refused. */
+static int ctl__load_chat_files(struct ctl_args *a)
+{
+	json_error_t jerr;
+	json_t *schema;
+
+	if (a->tools_file) {
+		a->tools = json_load_file(a->tools_file, JSON_REJECT_DUPLICATES, &jerr);
+		if (!a->tools) {
+			fprintf(stderr, "sundynixctl: %s: invalid JSON at line %d: %s\n", a->tools_file, jerr.line,
+				jerr.text);
+			return -1;
+		}
+		if (!json_is_array(a->tools)) {
+			fprintf(stderr, "sundynixctl: %s: must hold a JSON array of tools\n", a->tools_file);
+			return -1;
+		}
+	}
+	if (a->schema_file) {
+		schema = json_load_file(a->schema_file, JSON_REJECT_DUPLICATES, &jerr);
+		if (!schema) {
+			fprintf(stderr, "sundynixctl: %s: invalid JSON at line %d: %s\n", a->schema_file, jerr.line,
+				jerr.text);
+			return -1;
+		}
+		if (!json_is_object(schema)) {
+			json_decref(schema);
+			fprintf(stderr, "sundynixctl: %s: must hold a JSON Schema (an object)\n", a->schema_file);
+			return -1;
+		}
+		/* A whole json_schema object ({"name","schema",...}) goes as it
+		 * is; a bare schema gets a name. */
+		if (!json_is_string(json_object_get(schema, "name")) || !json_is_object(json_object_get(schema, "schema")))
+			schema = json_pack("{s:s, s:o}", "name", "response", "schema", schema);
+		a->response_format = json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", schema);
+	}
+	return 0;
 }
 
 /* ---- config ---- */
@@ -1206,6 +1315,8 @@ static int ctl__run(int argc, char **argv)
 		a.prefix = CTL_DEFAULT_PREFIX;
 
 	contract_subjects_init(&subj, a.prefix);
+	if (cmd == CTL_CMD_CHAT && ctl__load_chat_files(&a))
+		goto out;
 	if (cmd == CTL_CMD_SERVE) {
 		size_t len;
 		char *text = ctl__read_file(args[0], &len);
@@ -1244,6 +1355,8 @@ out:
 	ctl__modelcfg_free(&cfg);
 	contract_subjects_free(&subj);
 	free(a.facts);
+	json_decref(a.tools);
+	json_decref(a.response_format);
 	return rc;
 }
 

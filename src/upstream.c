@@ -1,6 +1,6 @@
 /* upstream: see include/upstream.h.
  *
- *  curl write cb --bytes--> sse_feed --event--> openai_decode --> cbs->delta
+ *  curl write cb --bytes--> sse_feed --event--> openai_decode --> cbs->delta, cbs->tool_call
  *                                                   |  [DONE]  --> cbs->end (ok)
  *  curl done / sweep expiry ------------------------+----------> cbs->end (ok or error)
  *
@@ -189,6 +189,11 @@ static int upstream__on_event(void *ud, const struct sse_event *ev)
 	if (c.content) {
 		u->got_token = true;
 		u->cbs->delta(u->ud, CONTRACT_TOKEN, c.content, c.content_len);
+		upstream__chunk_latency(u);
+	}
+	for (size_t i = 0; i < c.ntool_calls; i++) {
+		u->got_token = true;
+		u->cbs->tool_call(u->ud, &c.tool_calls[i]);
 		upstream__chunk_latency(u);
 	}
 	if (c.finish_reason)

@@ -17,6 +17,20 @@ static int agree__mem(const char *a, size_t an, const char *b, size_t bn)
 	return (!a && !b) || (a && b && an == bn && !memcmp(a, b, an));
 }
 
+static int agree__calls(const struct openai_chunk *a, const struct openai_chunk *b)
+{
+	if (a->ntool_calls != b->ntool_calls || (a->ntool_calls && (!a->tool_calls || !b->tool_calls)))
+		return 0;
+	for (size_t i = 0; i < a->ntool_calls; i++) {
+		const struct contract_tool_call *x = &a->tool_calls[i], *y = &b->tool_calls[i];
+		if (x->index != y->index || !agree__mem(x->id, x->id_len, y->id, y->id_len) ||
+		    !agree__mem(x->name, x->name_len, y->name, y->name_len) ||
+		    !agree__mem(x->arguments, x->arguments_len, y->arguments, y->arguments_len))
+			return 0;
+	}
+	return 1;
+}
+
 static inline const char *openai_agree(const char *data, size_t len)
 {
 	struct openai_decoder fast, slow;
@@ -37,6 +51,8 @@ static inline const char *openai_agree(const char *data, size_t len)
 			why = "content";
 		else if (!agree__mem(a.reasoning, a.reasoning_len, b.reasoning, b.reasoning_len))
 			why = "reasoning";
+		else if (!agree__calls(&a, &b))
+			why = "tool_calls";
 		else if (!agree__str(a.finish_reason, b.finish_reason))
 			why = "finish_reason";
 		else if (!agree__str(a.model, b.model))

@@ -1,7 +1,8 @@
 /* mock-backend: a scriptable OpenAI-compatible HTTP/1.1 server for the
  * integration tests, the demo and the benchmark. One libuv loop, no threads,
  * bound to 127.0.0.1 only. The interface is the one in the test plan
- * (modes stream, echo, status, close, stall, raw; /_mock/ control endpoints).
+ * (modes stream, echo, status, close, stall, raw, tools; /_mock/ control
+ * endpoints).
  *
  *   accept -> struct conn (tcp + timer handle, both embedded)
  *   read   -> conn->in; conn_process parses one request at a time, so
@@ -45,11 +46,13 @@ enum mock_mode {
 	MOCK_CLOSE,
 	MOCK_STALL,
 	MOCK_RAW,
+	MOCK_TOOLS,
 };
 
 static const char *const mock_mode_names[] = {
 	[MOCK_STREAM] = "stream", [MOCK_ECHO] = "echo", [MOCK_STATUS] = "status",
 	[MOCK_CLOSE] = "close",	  [MOCK_STALL] = "stall", [MOCK_RAW] = "raw",
+	[MOCK_TOOLS] = "tools",
 };
 
 enum resp_state {
@@ -141,6 +144,7 @@ static void resp_pump(struct conn *c);
 static void resp_timer_cb(uv_timer_t *t);
 static void conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *ub);
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub);
+static bool resp_start_tools(struct conn *c, const json_t *script, const json_t *body);
 
 /* ---- small helpers ---- */
 
@@ -242,7 +246,7 @@ static const char *script_check(const json_t *s)
 		for (size_t i = 0; json_is_string(v) && i < UTIL_ARRAY_LEN(mock_mode_names); i++)
 			known |= !strcmp(json_string_value(v), mock_mode_names[i]);
 		if (!known)
-			return "mode must be one of stream, echo, status, close, stall, raw";
+			return "mode must be one of stream, echo, status, close, stall, raw, tools";
 	}
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(ints); i++) {
 		v = json_object_get(s, ints[i].key);
@@ -762,6 +766,10 @@ static void resp_start(struct conn *c, json_t *script, const json_t *body, bool 
 	case MOCK_RAW:
 		resp_start_raw(c, script);
 		return;
+	case MOCK_TOOLS:
+		if (resp_start_tools(c, script, body))
+			return;
+		break; /* no tools in the request: a plain stream */
 	case MOCK_STALL:
 		rs->state = RESP_STALL;
 		if (script_bool(script, "after_headers", false)) {
@@ -1394,3 +1402,137 @@ int main(int argc, char **argv)
 	buf_free(&mock.tok);
 	return status;
 }
+
+/* ---- mode "tools" (issue #12) ----
+ *
+ * A request with a non-empty "tools" array is answered as a model calling
+ * them: a text delta "Checking.", then one call per tool (the first
+ * MOCK_TOOL_CALLS), named after the request's tools, with ids "call_mock_<i>"
+ * and the arguments of mock_tool_arguments. Both calls start in one chunk's
+ * tool_calls array; their arguments follow interleaved by index, three
+ * characters per piece (so pieces end inside \" and \u escapes), every third
+ * step with both calls' pieces in one chunk. Then finish_reason "tool_calls",
+ * a usage chunk and [DONE]. The body goes out as raw bytes in writes of
+ * "chunk" bytes (default 61), inter_ms apart, so HTTP chunks cut events at
+ * arbitrary places too. A request without tools gets the "stream" answer. */
+
+#define MOCK_TOOL_CALLS 2
+#define MOCK_TOOL_PIECE_CHARS 3
+
+/* The JSON arguments text of call i (tests parse it back). */
+static char *mock_tool_arguments(size_t i)
+{
+	return xasprintf("{\"city\":\"杭州 \\\"West Lake\\\"\",\"call\":%zu,\"sky\":\"\\ud83c\\udf27\"}", i);
+}
+
+static void mock_tools_event(struct buf *b, const char *model_json, const char *delta, const char *finish)
+{
+	buf_append_str(b, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":");
+	buf_append_str(b, model_json);
+	buf_append_str(b, ",\"choices\":[{\"index\":0,\"delta\":");
+	buf_append_str(b, delta);
+	buf_append_str(b, ",\"finish_reason\":");
+	buf_append_str(b, finish ? finish : "null");
+	buf_append_str(b, "}]}\n\n");
+}
+
+/* Appends {"index":i,"function":{"arguments":<the next piece of call i>}}
+ * and advances *pos; false when call i has nothing left. */
+static bool mock_tools_piece(struct buf *d, size_t i, const char *args, size_t *pos)
+{
+	size_t len = strlen(args), end = *pos;
+
+	if (*pos >= len)
+		return false;
+	for (int k = 0; k < MOCK_TOOL_PIECE_CHARS && end < len; k++)
+		end += util_utf8_seqlen(args + end, len - end);
+	buf_printf(d, "{\"index\":%zu,\"function\":{\"arguments\":", i);
+	buf_append_json_str(d, args + *pos, end - *pos);
+	buf_append_str(d, "}}");
+	*pos = end;
+	return true;
+}
+
+static bool resp_start_tools(struct conn *c, const json_t *script, const json_t *body)
+{
+	const json_t *tools = json_object_get(body, "tools");
+	const json_t *model = json_object_get(body, "model");
+	struct resp *rs = &c->resp;
+	size_t n = json_array_size(tools), pos[MOCK_TOOL_CALLS] = { 0 };
+	char *args[MOCK_TOOL_CALLS];
+	struct buf m, out, d;
+
+	if (n == 0)
+		return false;
+	if (n > MOCK_TOOL_CALLS)
+		n = MOCK_TOOL_CALLS;
+	buf_init(&m);
+	buf_init(&out);
+	buf_init(&d);
+	if (json_is_string(model))
+		buf_append_json_str(&m, json_string_value(model), json_string_length(model));
+	else
+		buf_append_str(&m, "\"mock-model\"");
+
+	mock_tools_event(&out, m.data, "{\"role\":\"assistant\",\"content\":\"Checking.\"}", NULL);
+	buf_append_str(&d, "{\"tool_calls\":[");
+	for (size_t i = 0; i < n; i++) {
+		const json_t *name = json_object_get(json_object_get(json_array_get(tools, i), "function"), "name");
+		args[i] = mock_tool_arguments(i);
+		buf_printf(&d, "%s{\"index\":%zu,\"id\":\"call_mock_%zu\",\"type\":\"function\",\"function\":{\"name\":",
+			   i ? "," : "", i, i);
+		if (json_is_string(name))
+			buf_append_json_str(&d, json_string_value(name), json_string_length(name));
+		else
+			buf_append_str(&d, "\"tool\"");
+		buf_append_str(&d, ",\"arguments\":\"\"}}");
+	}
+	buf_append_str(&d, "]}");
+	mock_tools_event(&out, m.data, d.data, NULL);
+	for (size_t step = 0, more = 1; more; step++) {
+		more = 0;
+		for (size_t i = 0; i < n; i++) {
+			buf_reset(&d);
+			buf_append_str(&d, "{\"tool_calls\":[");
+			if (!mock_tools_piece(&d, i, args[i], &pos[i]))
+				continue;
+			/* Every third step, the next call's piece joins this chunk. */
+			if (step % 3 == 2 && i + 1 < n) {
+				size_t before = d.len;
+				buf_append_char(&d, ',');
+				if (!mock_tools_piece(&d, i + 1, args[i + 1], &pos[i + 1]))
+					d.len = before;
+				i++;
+			}
+			buf_append_str(&d, "]}");
+			mock_tools_event(&out, m.data, d.data, NULL);
+			more = 1;
+		}
+	}
+	mock_tools_event(&out, m.data, "{}", "\"tool_calls\"");
+	buf_append_str(&out, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":");
+	buf_append_str(&out, m.data);
+	size_t prompt = json_array_size(json_object_get(body, "messages"));
+	buf_printf(&out, ",\"choices\":[],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,"
+			 "\"total_tokens\":%zu}}\n\n",
+		   prompt, 10 * n, prompt + 10 * n);
+	buf_append_str(&out, "data: [DONE]\n\n");
+	for (size_t i = 0; i < n; i++)
+		free(args[i]);
+	buf_free(&m);
+	buf_free(&d);
+
+	rs->raw_owned = out.data;
+	rs->raw = out.data;
+	rs->raw_len = out.len;
+	rs->chunk = (size_t)script_int(script, "chunk", 61);
+	rs->inter_ms = (unsigned)script_int(script, "inter_ms", 0);
+	rs->state = RESP_RAW;
+	buf_printf(&mock.out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+			      "Transfer-Encoding: chunked\r\n%s\r\n",
+		   rs->keep_alive ? "" : "Connection: close\r\n");
+	resp_pump(c);
+	return true;
+}
+
+/* ==== end of mode "tools" ==== */

@@ -120,7 +120,7 @@ static void test_params_pass_through(void **state)
 			  "\"params\":{\"temperature\":0.25,\"top_p\":0.9,\"max_tokens\":77,\"stop\":[\"END\",\"STOP\"],"
 			  "\"seed\":42,\"presence_penalty\":0.5,\"frequency_penalty\":-0.5,"
 			  "\"model\":\"evil-model\",\"stream\":false,\"n\":3,\"logit_bias\":{\"1\":5},\"user\":\"x\","
-			  "\"tools\":[],\"api_key\":\"nope\"}}";
+			  "\"functions\":[],\"api_key\":\"nope\"}}";
 	struct h_stream *s = h_stream_open(c, "r-params");
 	json_t *ack = h_submit_raw(c, req, strlen(req), 5000);
 	assert_true(json_is_true(json_object_get(ack, "accepted")));
@@ -140,7 +140,7 @@ static void test_params_pass_through(void **state)
 	assert_string_equal(json_string_value(json_array_get(stop, 0)), "END");
 	assert_string_equal(h_jstr(body, "model"), "m-up");
 	assert_true(json_is_true(json_object_get(body, "stream")));
-	static const char *const dropped[] = { "n", "logit_bias", "user", "tools", "api_key", "params" };
+	static const char *const dropped[] = { "n", "logit_bias", "user", "functions", "api_key", "params" };
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(dropped); i++)
 		if (json_object_get(body, dropped[i]))
 			fail_msg("param \"%s\" reached the backend: %s", dropped[i], dump);

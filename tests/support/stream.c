@@ -181,6 +181,16 @@ static void h__stream_summary(struct h_stream *s, char *out, size_t outlen)
 	json_decref(ev);
 }
 
+/* The event types of a stream besides the terminal ones (docs/protocol.md). */
+static bool h__is_known_delta(const char *type)
+{
+	static const char *const types[] = { "token", "reasoning", "tool_call", "keepalive" };
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(types); i++)
+		if (!strcmp(type, types[i]))
+			return true;
+	return false;
+}
+
 /* Fails unless event i of n is in its place. */
 static void h__stream_check_event(struct h_stream *s, json_t *e, size_t i, size_t n)
 {
@@ -188,7 +198,7 @@ static void h__stream_check_event(struct h_stream *s, json_t *e, size_t i, size_
 	const char *rid = json_string_value(json_object_get(e, "request_id"));
 	const char *type = json_string_value(json_object_get(e, "type"));
 	if (!json_is_integer(seq) || (size_t)json_integer_value(seq) != i || !rid || strcmp(rid, s->rid) ||
-	    !type || (strcmp(type, "token") && strcmp(type, "reasoning") && !h__is_terminal(e)) ||
+	    !type || (!h__is_terminal(e) && !h__is_known_delta(type)) ||
 	    (h__is_terminal(e) != (i == n - 1))) {
 		char summary[8192];
 		char *d = json_dumps(e, JSON_COMPACT);

@@ -361,7 +361,7 @@ static void test_build_request(void **state)
 	json_t *messages = json_pack("[{s:s,s:s}]", "role", "user", "content", "hi");
 	json_t *params = json_pack("{s:f,s:f,s:i,s:[s],s:i,s:f,s:f,s:b,s:s,s:i,s:[],s:s,s:{},s:n}", "temperature", 0.5,
 				   "top_p", 0.9, "max_tokens", 100, "stop", "END", "seed", 7, "presence_penalty", 0.25,
-				   "frequency_penalty", -0.5, "stream", 0, "model", "other", "n", 3, "tools",
+				   "frequency_penalty", -0.5, "stream", 0, "model", "other", "n", 3, "functions",
 				   "api_key", "sk-x", "logit_bias", "user");
 	assert_non_null(messages);
 	assert_non_null(params);
@@ -387,7 +387,7 @@ static void test_build_request(void **state)
 	/* Exactly those keys: model, messages, stream, stream_options, and 7. */
 	assert_int_equal(json_object_size(root), 11);
 	assert_null(json_object_get(root, "n"));
-	assert_null(json_object_get(root, "tools"));
+	assert_null(json_object_get(root, "functions"));
 	assert_null(json_object_get(root, "api_key"));
 	assert_null(strstr(body, "sk-x"));
 	json_decref(root);

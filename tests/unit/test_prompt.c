@@ -253,6 +253,52 @@ static void test_build_invalid_utf8_system_prompt(void **state)
 	json_decref(out);
 }
 
+/* ---- content parts (issue #12) ---- */
+
+static void test_build_content_parts(void **state)
+{
+	(void)state;
+	json_t *msgs = load("[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"Be brief.\"},"
+			    "{\"type\":\"text\",\"text\":\"Use metric units.\"}]},"
+			    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+			    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AA==\",\"detail\":\"low\"}}]}]");
+	json_t *facts = load("[\"lives in Hangzhou\"]");
+
+	/* The merged system text first, the request's parts after it as they are;
+	 * other messages' parts untouched. */
+	json_t *out = prompt_build("You are Sundynix.", NULL, msgs, "Alice", facts);
+	assert_json(out, "[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"You are Sundynix.\\n\\n"
+			 "What you know about the user:\\nProfile: Alice\\n- lives in Hangzhou\"},"
+			 "{\"type\":\"text\",\"text\":\"Be brief.\"},{\"type\":\"text\",\"text\":\"Use metric units.\"}]},"
+			 "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+			 "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AA==\",\"detail\":\"low\"}}]}]");
+	json_decref(out);
+
+	/* Nothing of ours to add: the parts alone. */
+	out = prompt_build(NULL, NULL, msgs, NULL, NULL);
+	assert_json(out, "[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"Be brief.\"},"
+			 "{\"type\":\"text\",\"text\":\"Use metric units.\"}]},"
+			 "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+			 "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AA==\",\"detail\":\"low\"}}]}]");
+	json_decref(out);
+	json_decref(msgs);
+	json_decref(facts);
+
+	/* The request's messages are not modified, and the result outlives them. */
+	msgs = load("[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"s\"}]},"
+		    "{\"role\":\"user\",\"content\":\"u\"}]");
+	out = prompt_build("P", NULL, msgs, NULL, NULL);
+	assert_json(msgs, "[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"s\"}]},"
+			  "{\"role\":\"user\",\"content\":\"u\"}]");
+	json_decref(msgs);
+	assert_json(out, "[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"P\"},"
+			 "{\"type\":\"text\",\"text\":\"s\"}]},"
+			 "{\"role\":\"user\",\"content\":\"u\"}]");
+	json_decref(out);
+}
+
+/* ---- end of the issue #12 block ---- */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_build_tools),
 		cmocka_unit_test(test_build_profile_verbatim_on_wire),
 		cmocka_unit_test(test_build_invalid_utf8_system_prompt),
+		cmocka_unit_test(test_build_content_parts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -325,6 +325,36 @@ static void test_drain_when_idle(void **state)
 	fake_free(f);
 }
 
+/* ---- tool calls (issue #12) ---- */
+
+/* A tool-call piece is relayed as a tool_call event and, like a token, ends
+ * the chance of a retry: the client has seen part of this answer. */
+static void test_tool_call_relayed_and_not_retried(void **state)
+{
+	struct fake *f = fake_new(TWO_REPLICAS);
+	struct contract_event ev[8];
+	const struct contract_tool_call tc = { 1, "call_1", 6, "get_weather", 11, "{\"ci", 4 };
+
+	(void)state;
+	submit(f, "r1");
+	f->src[0].cbs->tool_call(f->src[0].cb_ud, &tc);
+	end_err(&f->src[0], CONTRACT_UPSTREAM_UNAVAILABLE, true, false);
+	assert_int_equal(f->nsrc, 1);
+	int n = stream_of(f, "r1", ev, 8);
+	assert_int_equal(n, 2);
+	assert_int_equal(ev[0].type, CONTRACT_EV_TOOL_CALL);
+	assert_int_equal(ev[0].tool_call.index, 1);
+	assert_string_equal(ev[0].tool_call.id, "call_1");
+	assert_string_equal(ev[0].tool_call.name, "get_weather");
+	assert_string_equal(ev[0].tool_call.arguments, "{\"ci");
+	assert_int_equal(ev[1].type, CONTRACT_EV_ERROR);
+	assert_string_equal(ev[1].error_code, "upstream_unavailable");
+	events_free(ev, n);
+	fake_free(f);
+}
+
+/* ---- end of the issue #12 block ---- */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_end_all_and_drain),
 		cmocka_unit_test(test_drain_when_idle),
+		cmocka_unit_test(test_tool_call_relayed_and_not_retried),
 	};
 	log_set_level(LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
