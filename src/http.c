@@ -97,8 +97,18 @@ static void http__on_poll(uv_poll_t *p, int status, int events)
 	struct http_sock *s = p->data;
 	int flags = 0;
 
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
+	if (status < 0) {
+		/* A socket error (a peer's reset) comes alone, with the handle
+		 * stopped by libuv, though what the peer sent before it may be
+		 * unread: CURL_CSELECT_ERR would make curl fail the transfer
+		 * ("Failed sending data") without reading it. So curl reads
+		 * (and writes) as it would, meets the error itself, and the
+		 * handle watches again until curl says otherwise. */
+		http__action(s->http, s->fd, CURL_CSELECT_IN | CURL_CSELECT_OUT);
+		if (!uv_is_closing((uv_handle_t *)p) && s->events)
+			uv_poll_start(p, s->events, http__on_poll);
+		return;
+	}
 	if (events & UV_READABLE)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)

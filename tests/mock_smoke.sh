@@ -67,14 +67,14 @@ $C --max-time 1 "$B/v1/chat/completions" -d '{}' >/dev/null 2>&1
 post /_mock/script '{"mode":"stream","tokens":50,"inter_ms":40}' >/dev/null
 $C --max-time 0.5 "$B/v1/chat/completions" -d '{}' >/dev/null 2>&1
 sleep 0.2
-check "client aborts" "$($C "$B/_mock/stats")" '"active":0,"completed":6,"client_aborts":2}'
+check "client aborts" "$($C "$B/_mock/stats")" '"active":0,"completed":6,"client_aborts":2,"continuations":0}'
 
 check "keep-alive reuse" "$($C -v "$B/_mock/stats" "$B/v1/models" 2>&1)" 'Re-using existing connection'
 check "404" "$($C -i "$B/nope")" 'HTTP/1.1 404'
 check "bad script" "$(post /_mock/script '{"mode":"nope"}')" '"ok":false'
 
 post /_mock/reset >/dev/null
-check "reset" "$($C "$B/_mock/stats")" '{"connections":1,"requests":0,"active":0,"completed":0,"client_aborts":0}'
+check "reset" "$($C "$B/_mock/stats")" '{"connections":1,"requests":0,"active":0,"completed":0,"client_aborts":0,"continuations":0}'
 check "reset requests" "$($C "$B/_mock/requests")" '[]'
 
 post /_mock/script '{"mode":"stream","tokens":16,"inter_ms":100}' >/dev/null
@@ -96,7 +96,7 @@ end=$(date +%s.%N)
 n=$(cat "$DIR"/load.* | paste -sd+ | bc)
 [ "$n" -eq "$CONC" ] && ok "$CONC concurrent streams complete" || fail "$n of $CONC streams complete"
 echo "   ($(echo "$end - $start" | bc) s for $CONC x 16 tokens x 100 ms; rss $(ps -o rss= -p $PID) KiB)"
-check "concurrent stats" "$($C "$B/_mock/stats")" "\"requests\":$CONC,\"active\":0,\"completed\":$CONC,\"client_aborts\":0}"
+check "concurrent stats" "$($C "$B/_mock/stats")" "\"requests\":$CONC,\"active\":0,\"completed\":$CONC,\"client_aborts\":0,\"continuations\":0}"
 
 # Leave a stalled and a streaming response open, then stop it.
 post /_mock/next '{"mode":"stall"}' >/dev/null

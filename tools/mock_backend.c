@@ -1072,7 +1072,7 @@ static void mock_ctl_reset(struct conn *c)
 	json_array_clear(mock.fifo);
 	json_decref(mock.script);
 	mock.script = json_incref(mock.cli_script);
-	mock.connections = mock.requests_n = mock.completed = mock.aborts = 0;
+	mock.connections = mock.requests_n = mock.completed = mock.aborts = mock.continuations = 0;
 	conn_reply_json(c, 200, "{\"ok\":true}");
 }
 

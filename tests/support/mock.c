@@ -251,13 +251,24 @@ long long h_mock_wait_stat(struct h_mock *m, const char *key, long long want, in
 	}
 }
 
-char *h_mock_tokens(int n)
+/* n expansions of the mock's default template word ("tok", "think"). */
+static char *h__mock_words(const char *word, int n)
 {
 	struct buf b;
 	buf_init(&b);
 	buf_reserve(&b, 0);
 	b.data[0] = '\0';
 	for (int i = 0; i < n; i++)
-		buf_printf(&b, "tok%d ", i);
+		buf_printf(&b, "%s%d ", word, i);
 	return b.data;
+}
+
+char *h_mock_tokens(int n)
+{
+	return h__mock_words("tok", n);
+}
+
+char *h_mock_reasoning(int n)
+{
+	return h__mock_words("think", n);
 }

@@ -51,5 +51,7 @@ long long h_mock_wait_stat(struct h_mock *m, const char *key, long long want, in
 /* What n tokens of the stream mode add up to: "tok0 tok1 ... tok<n-1> "
  * (caller frees). */
 char *h_mock_tokens(int n);
+/* The same for n reasoning tokens: "think0 think1 ... think<n-1> ". */
+char *h_mock_reasoning(int n);
 
 #endif

@@ -2,7 +2,8 @@
  * <prefix>.chat.stream.<rid> (a nats.c callback thread appends them under a
  * mutex), waits for them with bounded waits, and checks the stream contract:
  * request_id on every event, seq 0..n-1 without gaps or duplicates, exactly
- * one terminal event and it is the last. What the events say is for the
+ * one terminal event and it is the last, no event types but token,
+ * reasoning, keepalive and the terminal ones. What the events say is for the
  * tests. Closed at teardown. */
 #ifndef SUNDYNIX_TEST_STREAM_H
 #define SUNDYNIX_TEST_STREAM_H
