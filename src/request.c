@@ -496,18 +496,17 @@ static void request__on_end_streaming(struct request *r, const struct upstream_r
 		log_info(r->rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
 			 r->attempts, url, r->attempt_deltas, contract_code_name(res->code), res->message);
 		/* Usage of the broken attempt: its own, or one token a delta. */
-		r->have_usage = true;
-		if (res->has_usage) {
-			r->usage.prompt_tokens += res->usage.prompt_tokens;
-			r->usage.completion_tokens += res->usage.completion_tokens;
-			r->usage.total_tokens += res->usage.total_tokens;
-		} else {
-			r->usage.completion_tokens += (long long)r->attempt_deltas;
-			r->usage.total_tokens += (long long)r->attempt_deltas;
-		}
-		r->resumed++;
-		if (request__start_attempt(r) == 0)
+		struct contract_usage u = res->has_usage ? res->usage : (struct contract_usage){ 0, 0, 0 };
+		if (!res->has_usage)
+			u.completion_tokens = u.total_tokens = (long long)r->attempt_deltas;
+		if (request__start_attempt(r) == 0) {
+			r->resumed++;
+			r->have_usage = true;
+			r->usage.prompt_tokens += u.prompt_tokens;
+			r->usage.completion_tokens += u.completion_tokens;
+			r->usage.total_tokens += u.total_tokens;
 			return;
+		}
 	}
 	request__finish(r, res);
 }

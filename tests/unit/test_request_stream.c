@@ -440,6 +440,26 @@ static void test_no_failover_cases(void **state)
 	fake_free(f);
 }
 
+/* A continuation that cannot even start: the stream ends as it broke, and
+ * says no resume happened. */
+static void test_failover_start_fails(void **state)
+{
+	struct fake *f = fake_new(VLLM_PAIR);
+	struct contract_event ev[8];
+
+	(void)state;
+	submit(f, "r1");
+	delta(&f->src[0], "x");
+	f->refuse_start = true;
+	end_broken(&f->src[0]);
+	int n = stream_of(f, "r1", ev, 8);
+	assert_int_equal(n, 2);
+	assert_string_equal(ev[1].error_code, "upstream_protocol");
+	assert_null(json_object_get(ev[1].root, "resumed"));
+	events_free(ev, n);
+	fake_free(f);
+}
+
 static void test_resume_submit(void **state)
 {
 	struct fake *f = fake_new(VLLM_PAIR);
@@ -507,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_may_resume_table),
 		cmocka_unit_test(test_failover_continues),
 		cmocka_unit_test(test_no_failover_cases),
+		cmocka_unit_test(test_failover_start_fails),
 		cmocka_unit_test(test_resume_submit),
 	};
 	log_set_level(LOG_LVL_ERROR);
