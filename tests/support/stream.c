@@ -187,8 +187,9 @@ static void h__stream_check_event(struct h_stream *s, json_t *e, size_t i, size_
 	json_t *seq = json_object_get(e, "seq");
 	const char *rid = json_string_value(json_object_get(e, "request_id"));
 	const char *type = json_string_value(json_object_get(e, "type"));
-	if (!json_is_integer(seq) || (size_t)json_integer_value(seq) != i || !rid || strcmp(rid, s->rid) ||
-	    !type || (strcmp(type, "token") && strcmp(type, "reasoning") && !h__is_terminal(e)) ||
+	bool known = type && (!strcmp(type, "token") || !strcmp(type, "reasoning") || !strcmp(type, "keepalive") ||
+			      h__is_terminal(e));
+	if (!json_is_integer(seq) || (size_t)json_integer_value(seq) != i || !rid || strcmp(rid, s->rid) || !known ||
 	    (h__is_terminal(e) != (i == n - 1))) {
 		char summary[8192];
 		char *d = json_dumps(e, JSON_COMPACT);
