@@ -151,6 +151,17 @@ struct h_daemon *h_daemon_start_client(struct h_nats *n, const char *overrides_j
 	return d;
 }
 
+void h_daemon_start_fleet(struct h_daemon **d, int n, const char *prefix, const char *overrides_json)
+{
+	static const struct h_daemon_opts quiet = { .quiet = true };
+	for (int i = 0; i < n; i++)
+		d[i] = h_daemon_spawn(NULL, prefix, overrides_json, &quiet);
+	for (int i = 0; i < n; i++)
+		if (!h_daemon_wait_ready(d[i], 15000))
+			fail_msg("daemon %s did not log \"dispatcher ready\" (%s)", d[i]->name,
+				 h_proc_alive(d[i]->proc) ? "timeout" : "it exited");
+}
+
 int h_daemon_stop(struct h_daemon *d)
 {
 	int code = h_proc_stop(d->proc, 10000);

@@ -46,6 +46,12 @@ struct h_daemon *h_daemon_start_opts(struct h_nats *n, const char *prefix, const
  * *c. */
 struct h_daemon *h_daemon_start_client(struct h_nats *n, const char *overrides_json, struct h_client **c);
 
+/* A fleet: n dispatchers on one prefix (overrides_json sets nats.servers,
+ * e.g. a cluster's URLs), at log level info (no -v: many streams would
+ * drown the log), spawned together, then each waited for; fails the test
+ * unless all are ready. */
+void h_daemon_start_fleet(struct h_daemon **d, int n, const char *prefix, const char *overrides_json);
+
 /* SIGTERM; returns the exit status (or 128 + signal). Fails the test if the
  * log holds a sanitizer report. */
 int h_daemon_stop(struct h_daemon *d);

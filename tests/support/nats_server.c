@@ -1,15 +1,20 @@
 /* nats_server: see nats_server.h. */
 #include "nats_server.h"
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "check.h"
 #include "file.h"
 #include "fixture.h"
 #include "proc.h"
@@ -86,4 +91,172 @@ void h_nats_restart(struct h_nats *n)
 {
 	h_nats_halt(n);
 	h__nats_spawn(n);
+}
+
+/* ---- cluster ---- */
+
+static size_t h__nats_http_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	buf_append(ud, ptr, size * nmemb);
+	return size * nmemb;
+}
+
+/* GET http://127.0.0.1:<mon_port><path> as JSON (caller owns), or NULL when
+ * the node does not answer (it may be starting or dead). */
+static json_t *h__nats_monitor(struct h_nats *n, const char *path)
+{
+	char url[128];
+	struct buf out;
+	long status = 0;
+	CURL *e = curl_easy_init();
+
+	buf_init(&out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", n->mon_port, path);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h__nats_http_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
+	CURLcode rc = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(e);
+	json_t *j = rc == CURLE_OK && status == 200 && out.len ? json_loadb(out.data, out.len, 0, NULL) : NULL;
+	buf_free(&out);
+	return j;
+}
+
+static void h__cluster_cleanup(void *p)
+{
+	struct h_nats_cluster *c = p;
+	h__forget(c);
+	for (int i = 0; i < c->n; i++)
+		if (c->nodes[i])
+			h_nats_stop(c->nodes[i]);
+	free(c->nodes);
+	free(c->name);
+	free(c->urls);
+	free(c);
+}
+
+struct h_nats_cluster *h_nats_cluster_start(int n)
+{
+	static int seq;
+	struct h_nats_cluster *c = xcalloc(1, sizeof(*c));
+	int *route_ports = xcalloc((size_t)n, sizeof(*route_ports));
+	struct buf routes, urls;
+
+	assert_true(n >= 1);
+	c->n = n;
+	c->nodes = xcalloc((size_t)n, sizeof(*c->nodes));
+	c->name = xasprintf("c%dx%d", (int)getpid(), ++seq);
+	h__push(h__cluster_cleanup, c);
+	buf_init(&routes);
+	buf_init(&urls);
+	for (int i = 0; i < n; i++) {
+		route_ports[i] = h_free_port();
+		buf_printf(&routes, "%s\"nats-route://127.0.0.1:%d\"", i ? ", " : "", route_ports[i]);
+	}
+	/* Every node lists every route, itself included (nats-server skips a
+	 * route to itself), so a node that comes back alone finds the rest. */
+	for (int i = 0; i < n; i++) {
+		int mon = h_free_port();
+		char *conf = xasprintf("server_name: \"%s-n%d\"\nhttp: \"127.0.0.1:%d\"\n"
+				       "cluster {\n  name: \"%s\"\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
+				       c->name, i, mon, c->name, route_ports[i], routes.data);
+		c->nodes[i] = h_nats_start(conf);
+		h__forget(c->nodes[i]); /* the cluster owns its nodes */
+		c->nodes[i]->mon_port = mon;
+		free(conf);
+		buf_printf(&urls, "%s%s", i ? "," : "", c->nodes[i]->url);
+	}
+	c->urls = urls.data;
+	buf_free(&routes);
+	free(route_ports);
+	h_nats_cluster_wait_routes(c, 15000);
+	return c;
+}
+
+void h_nats_cluster_stop(struct h_nats_cluster *c)
+{
+	h__cluster_cleanup(c);
+}
+
+/* True when every running node has a route to every other running node. */
+static bool h__cluster_routed(struct h_nats_cluster *c)
+{
+	json_t **rz = xcalloc((size_t)c->n, sizeof(*rz));
+	bool ok = true;
+
+	for (int i = 0; i < c->n && ok; i++)
+		if (c->nodes[i]->proc && !(rz[i] = h__nats_monitor(c->nodes[i], "/routez")))
+			ok = false;
+	for (int i = 0; i < c->n && ok; i++) {
+		for (int j = 0; j < c->n && ok && rz[i]; j++) {
+			if (j == i || !rz[j])
+				continue;
+			const char *id = json_string_value(json_object_get(rz[j], "server_id"));
+			json_t *routes = json_object_get(rz[i], "routes"), *r;
+			size_t k;
+			bool found = false;
+			json_array_foreach(routes, k, r)
+			{
+				const char *rid = json_string_value(json_object_get(r, "remote_id"));
+				found = found || (id && rid && !strcmp(id, rid));
+			}
+			ok = found;
+		}
+	}
+	for (int i = 0; i < c->n; i++)
+		json_decref(rz[i]);
+	free(rz);
+	return ok;
+}
+
+void h_nats_cluster_wait_routes(struct h_nats_cluster *c, int timeout_ms)
+{
+	unsigned long long end = util_now_ms() + (unsigned long long)timeout_ms;
+	while (!h__cluster_routed(c)) {
+		if (util_now_ms() >= end)
+			fail_msg("cluster %s: the nodes did not route to each other within %d ms", c->name,
+				 timeout_ms);
+		h_sleep_ms(20);
+	}
+}
+
+void h_nats_cluster_kill(struct h_nats_cluster *c, int i)
+{
+	assert_true(i >= 0 && i < c->n);
+	h_nats_kill(c->nodes[i]);
+}
+
+void h_nats_cluster_resume(struct h_nats_cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		h_nats_resume(c->nodes[i]);
+	h_nats_cluster_wait_routes(c, 15000);
+}
+
+int h_nats_cluster_node_of(struct h_nats_cluster *c, const char *client_name, int timeout_ms)
+{
+	unsigned long long end = util_now_ms() + (unsigned long long)timeout_ms;
+	for (;;) {
+		for (int i = 0; i < c->n; i++) {
+			if (!c->nodes[i]->proc)
+				continue;
+			json_t *cz = h__nats_monitor(c->nodes[i], "/connz?limit=4096"), *conn;
+			size_t k;
+			bool found = false;
+			json_array_foreach(json_object_get(cz, "connections"), k, conn)
+			{
+				const char *name = json_string_value(json_object_get(conn, "name"));
+				found = found || (name && !strcmp(name, client_name));
+			}
+			json_decref(cz);
+			if (found)
+				return i;
+		}
+		if (util_now_ms() >= end)
+			return -1;
+		h_sleep_ms(20);
+	}
 }

@@ -5,11 +5,12 @@
  *   file         whole files, waiting for text in a log
  *   proc         child processes: spawn, stop by pid, sanitizer reports
  *   tcp          free ports, a blackhole port, a raw HTTP server
- *   nats_server  a real nats-server: start, restart, halt and resume
+ *   nats_server  a real nats-server: start, restart, halt and resume; a cluster
  *   mock         the mock backend and its control endpoints
  *   daemon       the real dispatcher: config, start, signals, its log
  *   gateway      a nats.c client: submit, publish, cancel, request
  *   stream       stream events collected and checked against the contract
+ *   relay        many streams at once, relayed by the gateway checklist's rules
  *   control      the control plane: model config updates, the startup answer
  *   notify       a stand-in for systemd's notify socket
  *   cmd          commands (sundynixctl) with captured output
@@ -29,6 +30,7 @@
 #include "nats_server.h"
 #include "notify.h"
 #include "proc.h"
+#include "relay.h"
 #include "stream.h"
 #include "tcp.h"
 
