@@ -106,8 +106,9 @@ void requests_replay(struct requests *rq, const char *data, size_t len, const ch
  * stream silent for stream.keepalive_ms and forgets the records whose linger
  * is over. Touches only the streams that are due. */
 void requests_tick(struct requests *rq);
-/* Stops taking new requests; on_idle runs once no request is left in flight
- * (at once if none is). */
+/* Shutdown (the caller left the queue groups): submits NATS still routes
+ * here are served, and once no request is left in flight (at once if none
+ * is) on_idle runs and every later submit is refused busy. */
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud);
 /* Re-evaluates admission after something that changes capacity outside a
  * request (a new model config, a reload). Full is limits.max_inflight

@@ -269,7 +269,8 @@ static void main__on_bus(void *ud, enum bus_event ev, const struct bus_msg *msg)
 
 	switch (ev) {
 	case BUS_SUBMIT:
-		if (d->phase != PHASE_CLOSING)
+		/* Also while closing: refused busy, never left unanswered. */
+		if (d->requests)
 			requests_submit(d->requests, msg->data, msg->len, msg->reply);
 		break;
 	case BUS_CANCEL:

@@ -103,7 +103,8 @@ struct requests {
 
 	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
 	bool full;     /* admission closed: out of the submit queue group */
-	bool draining;
+	bool draining; /* out of the queue groups for good; what NATS still routes here is served */
+	bool closed;   /* drained: everything is refused (the process is about to exit) */
 	void (*on_idle)(void *ud);
 	void *idle_ud;
 };
@@ -308,6 +309,16 @@ void requests_check_admission(struct requests *rq)
 	}
 }
 
+/* The last request of a drain ended: from now on every submit is refused. */
+static void request__drained(struct requests *rq)
+{
+	void (*cb)(void *) = rq->on_idle;
+
+	rq->closed = true;
+	rq->on_idle = NULL;
+	cb(rq->idle_ud);
+}
+
 /* The one exit of a request. res->code CONTRACT_OK means done. The source
  * must already be stopped or finished. */
 static void request__finish(struct request *r, const struct upstream_result *res)
@@ -370,11 +381,8 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 
 	requests_check_admission(rq);
-	if (rq->draining && rq->live.count == 0 && rq->on_idle) {
-		void (*cb)(void *) = rq->on_idle;
-		rq->on_idle = NULL;
-		cb(rq->idle_ud);
-	}
+	if (rq->draining && rq->live.count == 0 && rq->on_idle)
+		request__drained(rq);
 }
 
 /* The attempt relayed something to the client: no retry can follow it, so
@@ -691,8 +699,11 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		goto out;
 	}
-	if (rq->draining || rq->live.count >= request__capacity(rq)) {
-		const char *msg = rq->draining ? "dispatcher is shutting down" : "too many requests in flight";
+	/* While draining, a submit NATS routed here before the leave took
+	 * effect is served like any other (within the grace period): refusing
+	 * it would only send the gateway elsewhere. */
+	if (rq->closed || rq->live.count >= request__capacity(rq)) {
+		const char *msg = rq->closed ? "dispatcher is shutting down" : "too many requests in flight";
 		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->live.count);
 		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
 		request__reject_event(rq, sub.request_id, sub.resume_next_seq, CONTRACT_BUSY, msg);
@@ -767,12 +778,10 @@ void requests_end_all(struct requests *rq, enum contract_code code, const char *
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud)
 {
 	rq->draining = true;
-	if (rq->live.count == 0) {
-		on_idle(ud);
-		return;
-	}
 	rq->on_idle = on_idle;
 	rq->idle_ud = ud;
+	if (rq->live.count == 0)
+		request__drained(rq);
 }
 
 size_t requests_inflight(const struct requests *rq)

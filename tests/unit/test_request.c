@@ -301,13 +301,17 @@ static void test_end_all_and_drain(void **state)
 	delta(&f->src[1], "x");
 	requests_drain(f->rq, fake_on_idle, f);
 	assert_int_equal(f->idle_calls, 0);
-	submit(f, "r3"); /* draining: busy */
-	assert_ack(f, f->npub - 2, false, "busy");
+	/* Routed here before the leave took effect: served, not refused. */
+	submit(f, "r3");
+	assert_ack(f, f->npub - 1, true, "");
 	requests_end_all(f->rq, CONTRACT_SHUTTING_DOWN, "bye");
 	assert_int_equal(f->idle_calls, 1);
-	assert_true(f->src[0].cancelled && f->src[1].cancelled);
-	const char *rids[] = { "r1", "r2" };
-	for (int i = 0; i < 2; i++) {
+	assert_true(f->src[0].cancelled && f->src[1].cancelled && f->src[2].cancelled);
+	/* Drained: from now on everything is refused. */
+	submit(f, "r4");
+	assert_ack(f, f->npub - 2, false, "busy");
+	const char *rids[] = { "r1", "r2", "r3" };
+	for (int i = 0; i < 3; i++) {
 		int n = stream_of(f, rids[i], ev, 8);
 		assert_string_equal(ev[n - 1].error_code, "shutting_down");
 		events_free(ev, n);
@@ -322,6 +326,9 @@ static void test_drain_when_idle(void **state)
 	(void)state;
 	requests_drain(f->rq, fake_on_idle, f);
 	assert_int_equal(f->idle_calls, 1);
+	submit(f, "r1");
+	assert_ack(f, 0, false, "busy");
+	assert_int_equal(f->nsrc, 0);
 	fake_free(f);
 }
 
