@@ -48,7 +48,19 @@ struct bus_sub {
 	bool draining; /* bus_leave_queue: pulled until nats.c closes it */
 };
 
-enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_REPLAY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
+enum {
+	BUS_SUB_UPDATE,
+	BUS_SUB_CANCEL,
+	BUS_SUB_REPLY,
+	BUS_SUB_REPLAY,
+	BUS_SUB_SRV,
+	BUS_SUB_PROBE,
+	BUS_SUB_SUBMIT,
+	BUS_SUB_COUNT
+};
+
+/* NATS services discovery and stats (ADR-32): every verb, every service. */
+#define BUS_SRV_SUBJECT "$SRV.>"
 
 struct bus {
 	uv_loop_t *loop;
@@ -64,6 +76,8 @@ struct bus {
 	struct bus_sub gone[BUS_GONE_MAX];
 	bool admission_closed; /* bus_set_admission(false): out of the submit queue group */
 	bool leaving;          /* bus_leave_queue: for good */
+	/* Counted on the loop thread, for bus_get_stats. */
+	unsigned long long reconnects, publish_errors, admission_leaves, admission_rejoins;
 
 	bus_cb cb;
 	void *ud;
@@ -305,6 +319,7 @@ static void bus__drain(uv_async_t *a)
 			continue;
 		}
 		if (it->ev == BUS_RECONNECTED) {
+			b->reconnects++;
 			if (!b->connected_sent)
 				bus__want_flush(b, BUS__FLUSH_CONNECTED);
 			if (b->join_wanted && !b->ready_sent)
@@ -429,7 +444,8 @@ static int bus__subscribe_control(struct bus *b, char *err, size_t errlen)
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0)
+	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0 ||
+	    bus__subscribe(b, BUS_SUB_SRV, BUS_SRV_SUBJECT, NULL, BUS_SRV, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -567,6 +583,7 @@ int bus_publish(struct bus *b, const char *subject, const char *data, size_t len
 {
 	natsStatus s = natsConnection_Publish(b->nc, subject, data, (int)len);
 	if (s != NATS_OK) {
+		b->publish_errors++;
 		log_warn(NULL, "nats: publish on %s failed: %s", subject, natsStatus_GetText(s));
 		return -1;
 	}
@@ -611,6 +628,7 @@ void bus_set_admission(struct bus *b, bool open)
 		memset(&b->subs[BUS_SUB_SUBMIT], 0, sizeof(b->subs[BUS_SUB_SUBMIT]));
 		bus__drain_sub(slot);
 		b->admission_closed = true;
+		b->admission_leaves++;
 		return;
 	}
 	if (bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, sizeof(err)) < 0) {
@@ -618,11 +636,39 @@ void bus_set_admission(struct bus *b, bool open)
 		return;
 	}
 	b->admission_closed = false;
+	b->admission_rejoins++;
 }
 
 bool bus_admission_open(const struct bus *b)
 {
 	return b->join_wanted && !b->admission_closed && !b->leaving;
+}
+
+void bus_get_stats(const struct bus *b, struct bus_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->connected = b->nc && !b->closing && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+	out->joined = b->ready_sent && bus_admission_open(b);
+	out->reconnects = b->reconnects;
+	out->publish_errors = b->publish_errors;
+	out->admission_leaves = b->admission_leaves;
+	out->admission_rejoins = b->admission_rejoins;
+	if (!b->nc || b->closing)
+		return;
+	int buffered = natsConnection_Buffered(b->nc);
+	out->buffered = buffered > 0 ? buffered : 0;
+	natsStatistics *st;
+	if (natsStatistics_Create(&st) == NATS_OK) {
+		uint64_t im = 0, ib = 0, om = 0, ob = 0, rc = 0;
+		if (natsConnection_GetStats(b->nc, st) == NATS_OK &&
+		    natsStatistics_GetCounts(st, &im, &ib, &om, &ob, &rc) == NATS_OK) {
+			out->in_msgs = im;
+			out->in_bytes = ib;
+			out->out_msgs = om;
+			out->out_bytes = ob;
+		}
+		natsStatistics_Destroy(st);
+	}
 }
 
 void bus_leave_queue(struct bus *b)
