@@ -15,7 +15,7 @@ OPT      := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
+PKGS     := libuv libnats libcurl jansson libsystemd libcrypto libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -26,8 +26,8 @@ override CFLAGS += -std=c11 -D_GNU_SOURCE -DSUNDYNIX_VERSION='"$(VERSION)"' $(OP
 override LDFLAGS += $(SANFLAGS)
 
 # Modules, listed explicitly. Pure ones have no I/O and link alone in tests.
-PURE_MODS   := util log config contract provider modelcfg prompt sse openai record
-DAEMON_MODS := metrics pool bus http upstream probe control stub request main
+PURE_MODS   := util log config contract provider modelcfg prompt sse openai record metrics srv
+DAEMON_MODS := pool bus http upstream probe control stub request prom httpd main
 CTL_MODS    := sundynixctl
 
 PURE_OBJS   := $(PURE_MODS:%=$(BUILD)/obj/%.o)
@@ -39,7 +39,7 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tests/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool record request
+UNIT_TESTS := sse openai contract provider modelcfg prompt config util pool record request metrics srv
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_contract := util contract
@@ -50,7 +50,9 @@ unit_objs_config   := util log contract config
 unit_objs_util     := util log
 unit_objs_pool     := util log provider modelcfg pool
 unit_objs_record   := util record
-unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request
+unit_objs_metrics  := util log contract metrics
+unit_objs_srv      := util log contract metrics srv
+unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record metrics request
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 
 # Integration tests: each a C program using tests/integration/harness.c
