@@ -3,9 +3,11 @@
 # Idempotent: installs only packages that are missing. Used by the README and by CI.
 set -eu
 
+# prometheus: the integration test scrapes the daemon with the real server and
+# checks its output with promtool (about 10 s to install, no recommends).
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
-libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev
-libcmocka-dev nats-server openssl systemd procps curl python3"
+libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev libmicrohttpd-dev
+libcmocka-dev nats-server openssl systemd procps curl python3 prometheus"
 
 missing=""
 for p in $PKGS; do
