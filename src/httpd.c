@@ -41,6 +41,7 @@ struct httpd {
 	struct buf body;  /* reused for every answer */
 };
 
+static void httpd__log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void httpd__log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
