@@ -39,7 +39,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	h_mock_stop(mock);
+	if (mock)
+		h_mock_stop(mock);
 	return 0;
 }
 
@@ -204,6 +205,19 @@ static void test_metrics_counts_and_promtool(void **state)
 	H_ASSERT_NOT_CONTAINS(text, KEY_PART);
 	H_ASSERT_NOT_CONTAINS(text, "zebra");
 	H_ASSERT_NOT_CONTAINS(text, "obs-ok-");
+
+	/* docs/observability.md names every family the scrape has. */
+	char *docs = h_read_file("docs/observability.md", NULL);
+	assert_non_null(docs);
+	for (const char *p = strstr(text, "# TYPE "); p; p = strstr(p + 1, "# TYPE ")) {
+		char name[128], quoted[140];
+		if (sscanf(p, "# TYPE %127s", name) != 1)
+			fail_msg("bad TYPE line");
+		snprintf(quoted, sizeof(quoted), "`%s`", name);
+		if (!strstr(docs, quoted))
+			fail_msg("docs/observability.md does not list %s", name);
+	}
+	free(docs);
 
 	/* promtool, as Prometheus's own linter, on the real scrape. */
 	char *path = xasprintf("%s/scrape.txt", h_tmpdir());
