@@ -46,7 +46,9 @@ typedef void (*bus_cb)(void *ud, enum bus_event ev, const struct bus_msg *msg);
 /* Starts connecting from the loop (retrying while no server answers) and,
  * once connected, subscribes to the control subjects: config updates first,
  * then cancel, the reply subject, our replay subject and $SRV.> (plain, so
- * every instance answers service discovery); BUS_CONNECTED follows when the server
+ * every instance answers service discovery; delivered through nats.c's
+ * thread and the event queue, so it costs the loop nothing per iteration);
+ * BUS_CONNECTED follows when the server
  * confirmed them. Returns NULL with a message in err when the options are
  * unusable (a bad TLS file, say). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);

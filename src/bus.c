@@ -3,6 +3,7 @@
  *   loop thread: uv_poll (adapter) -> natsConnection_ProcessReadEvent -> sync subscription queues
  *                uv_check (after every poll) -> bus__pull: NextMsg(timeout 0) -> cb(ud, ev, msg)
  *   nats.c threads: connection events -> queue (mutex) -> uv_async -> bus__drain -> cb
+ *                   $SRV.> messages (one async subscription) -> the same queue
  *
  * Messages never leave the loop thread: with the libuv adapter nats.c reads
  * and parses on the loop, and synchronous subscriptions leave each message in
@@ -11,7 +12,12 @@
  * delivery thread and back: two thread hops per submit.) Connection events
  * come from nats.c's own threads; they go through a mutex-guarded queue and
  * a uv_async, whose sends coalesce, so the loop drains the whole queue each
- * time. */
+ * time.
+ *
+ * The one exception is $SRV.>: service discovery is rare, and a synchronous
+ * subscription would cost every loop iteration one more empty NextMsg (about
+ * 0.2 us here), tokens included. Its messages come on nats.c's delivery
+ * thread and cross to the loop through the connection events' queue. */
 #include "bus.h"
 
 #include <nats/adapters/libuv.h>
@@ -53,7 +59,6 @@ enum {
 	BUS_SUB_CANCEL,
 	BUS_SUB_REPLY,
 	BUS_SUB_REPLAY,
-	BUS_SUB_SRV,
 	BUS_SUB_PROBE,
 	BUS_SUB_SUBMIT,
 	BUS_SUB_COUNT
@@ -71,6 +76,7 @@ struct bus {
 	struct contract_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
+	natsSubscription *srv; /* $SRV.>, asynchronous (see the top of the file) */
 	/* Submit subscriptions left for capacity, still draining: what the
 	 * server routed to them before the UNSUB is delivered and answered. */
 	struct bus_sub gone[BUS_GONE_MAX];
@@ -190,6 +196,14 @@ static void bus__pull(uv_check_t *h)
 	/* Messages left: run again without blocking in poll. */
 	if (more)
 		uv_async_send(&b->async);
+}
+
+/* On nats.c's delivery thread: hands the message (and its ownership) to the loop. */
+static void bus__on_srv(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	bus__enqueue(closure, BUS_SRV, msg);
 }
 
 static void bus__on_disconnected(natsConnection *nc, void *closure)
@@ -444,9 +458,15 @@ static int bus__subscribe_control(struct bus *b, char *err, size_t errlen)
 	if (bus__subscribe(b, BUS_SUB_UPDATE, b->subj.config_updated, NULL, BUS_CONFIG_UPDATE, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_CANCEL, b->subj.cancel, NULL, BUS_CANCEL, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0 ||
-	    bus__subscribe(b, BUS_SUB_SRV, BUS_SRV_SUBJECT, NULL, BUS_SRV, err, errlen) < 0)
+	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0)
 		return -1;
+	natsStatus st = natsConnection_Subscribe(&b->srv, b->nc, BUS_SRV_SUBJECT, bus__on_srv, b);
+	if (st == NATS_OK)
+		st = natsSubscription_SetPendingLimits(b->srv, 1024, 16 * 1024 * 1024);
+	if (st != NATS_OK) {
+		snprintf(err, errlen, "nats: subscribe %s: %s", BUS_SRV_SUBJECT, natsStatus_GetText(st));
+		return -1;
+	}
 	return 0;
 }
 
@@ -731,6 +751,7 @@ void bus_free(struct bus *b)
 	for (int i = 0; i < BUS_GONE_MAX; i++)
 		if (b->gone[i].sub)
 			natsSubscription_Destroy(b->gone[i].sub);
+	natsSubscription_Destroy(b->srv);
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	/* The loop is over, so waiting blocks nothing: nats.c's threads
