@@ -79,12 +79,14 @@ struct metrics {
 };
 
 /* What one request keeps for its figures and its log line; embedded in the
- * request, zeroed with it. */
+ * request, zeroed with it. Small on purpose: ended requests linger for
+ * replays (stream.replay_linger_ms), tens of thousands of them under load. */
 struct metrics_req {
+	uint32_t tokens, reasoning;
+	uint32_t ttft_ms;            /* valid once first is set */
 	bool first;                  /* a delta was relayed */
-	uint64_t ttft_ms;
-	unsigned long long tokens, reasoning;
-	char session_id[CONTRACT_RID_MAX + 1]; /* "" when absent; cut to fit */
+	char *session_id;            /* a copy (at most 128 bytes), NULL when absent;
+				      * metrics_request_end frees it */
 };
 
 /* How a request ended, as request__finish knows it. */
@@ -139,7 +141,7 @@ static inline void metrics_request_delta(struct metrics *m, struct metrics_req *
 		q->tokens++;
 	if (!q->first) {
 		q->first = true;
-		q->ttft_ms = since_start_ms;
+		q->ttft_ms = since_start_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)since_start_ms;
 		if (m)
 			metrics_mshist_record(&m->ttft, since_start_ms);
 	}

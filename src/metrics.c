@@ -167,8 +167,10 @@ static void metrics__srv_error(struct metrics_srv *s, const char *code, const ch
 
 void metrics_request_accepted(struct metrics *m, struct metrics_req *q, const char *session_id)
 {
-	snprintf(q->session_id, sizeof(q->session_id), "%s", session_id ? session_id : "");
-	util_utf8_truncate(q->session_id, sizeof(q->session_id) - 1);
+	if (session_id && *session_id) {
+		q->session_id = xstrndup(session_id, CONTRACT_RID_MAX);
+		util_utf8_truncate(q->session_id, CONTRACT_RID_MAX);
+	}
 	if (m) {
 		m->accepted++;
 		m->submit.requests++;
@@ -207,7 +209,7 @@ void metrics_request_end(struct metrics *m, struct metrics_req *q, const char *r
 			metrics__srv_error(&m->submit, contract_code_name(e->code), e->message);
 	}
 	struct log_field f[] = {
-		LOG_FSTR("session_id", q->session_id[0] ? q->session_id : NULL),
+		LOG_FSTR("session_id", q->session_id),
 		LOG_FSTR("model", e->model),
 		LOG_FSTR("endpoint", e->endpoint),
 		LOG_FINT("attempts", e->attempts),
@@ -225,6 +227,8 @@ void metrics_request_end(struct metrics *m, struct metrics_req *q, const char *r
 			 : (struct log_field)LOG_FNULL("completion_tokens"),
 	};
 	log_fields(LOG_LVL_INFO, rid, done ? "request done" : "request failed", f, UTIL_ARRAY_LEN(f));
+	free(q->session_id);
+	q->session_id = NULL;
 }
 
 void metrics_probe(struct metrics *m, uint64_t ns, const char *error)
