@@ -168,7 +168,8 @@ static void metrics__srv_error(struct metrics_srv *s, const char *code, const ch
 void metrics_request_accepted(struct metrics *m, struct metrics_req *q, const char *session_id)
 {
 	if (session_id && *session_id) {
-		q->session_id = xstrndup(session_id, CONTRACT_RID_MAX);
+		/* xstrndup copies exactly n bytes. */
+		q->session_id = xstrndup(session_id, strnlen(session_id, CONTRACT_RID_MAX));
 		util_utf8_truncate(q->session_id, CONTRACT_RID_MAX);
 	}
 	if (m) {
