@@ -28,7 +28,7 @@ endif
 # Expanded when a recipe uses them, not when make reads this file: on a bare
 # machine `make demo` and `make test` install pkg-config and the libraries
 # (deps) before anything needs the flags.
-PKGS     := libuv libnats libcurl jansson libsystemd libcrypto
+PKGS     := libuv libnats libcurl jansson libsystemd libcrypto libmicrohttpd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 
@@ -43,9 +43,9 @@ DEPFLAGS := -MMD -MP
 # Modules, listed explicitly. Core ones link into unit tests without the
 # event loop or the network (log and config do file and stderr I/O, provider
 # builds curl handles without using them; sse, openai, prompt, modelcfg and
-# record are pure); daemon ones are the rest of the daemon.
-CORE_MODS   := util log config contract provider modelcfg prompt sse openai record
-DAEMON_MODS := metrics pool bus http upstream probe control stub request main
+# record are pure; metrics and srv only count and encode); daemon ones are the rest of the daemon.
+CORE_MODS   := util log config contract provider modelcfg prompt sse openai record metrics srv
+DAEMON_MODS := pool bus http upstream probe control stub request prom httpd main
 CTL_MODS    := sundynixctl
 
 CORE_OBJS   := $(CORE_MODS:%=$(BUILD)/obj/%.o)
@@ -59,7 +59,7 @@ MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
 UNIT_TESTS := sse openai openai_corpus openai_tools contract contract_tools contract_stream provider modelcfg prompt \
-	config util pool record request request_stream
+	config util pool record request request_stream metrics srv
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_openai_corpus := util openai sse
@@ -74,7 +74,9 @@ unit_objs_config   := util log contract config
 unit_objs_util     := util log
 unit_objs_pool     := util log provider modelcfg pool
 unit_objs_record   := util record
-unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record request \
+unit_objs_metrics  := util log contract metrics
+unit_objs_srv      := util log contract metrics srv
+unit_objs_request  := util log config contract provider modelcfg pool prompt openai stub record metrics request \
 	tests/unit/fake_request
 unit_objs_request_stream := $(unit_objs_request)
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)

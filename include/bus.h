@@ -29,6 +29,7 @@ enum bus_event {
 	BUS_CLOSED,         /* the connection is closed for good (auth failure, or bus_close) */
 	BUS_FATAL,          /* connecting cannot succeed (authorization, TLS); see bus_fatal_reason */
 	BUS_FLUSHED,        /* a bus_flush finished */
+	BUS_SRV,            /* msg: a NATS services request ($SRV.>, see srv.h); may be for another service */
 };
 
 /* A message as the bus hands it over: valid only during the callback. */
@@ -44,7 +45,10 @@ typedef void (*bus_cb)(void *ud, enum bus_event ev, const struct bus_msg *msg);
 
 /* Starts connecting from the loop (retrying while no server answers) and,
  * once connected, subscribes to the control subjects: config updates first,
- * then cancel, the reply subject and our replay subject; BUS_CONNECTED follows when the server
+ * then cancel, the reply subject, our replay subject and $SRV.> (plain, so
+ * every instance answers service discovery; delivered through nats.c's
+ * thread and the event queue, so it costs the loop nothing per iteration);
+ * BUS_CONNECTED follows when the server
  * confirmed them. Returns NULL with a message in err when the options are
  * unusable (a bad TLS file, say). */
 struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void *ud, char *err, size_t errlen);
@@ -69,6 +73,18 @@ void bus_leave_queue(struct bus *b);
 void bus_set_admission(struct bus *b, bool open);
 /* In the submit queue group now (joined, not left for capacity or shutdown). */
 bool bus_admission_open(const struct bus *b);
+
+/* What the bus counts, for metrics; read on the loop thread. */
+struct bus_stats {
+	bool connected;       /* the connection is up now */
+	bool joined;          /* in the submit queue group, and the server confirmed it (BUS_READY) */
+	unsigned long long reconnects;
+	unsigned long long publish_errors;
+	unsigned long long admission_leaves, admission_rejoins;
+	long long buffered;   /* bytes in nats.c's reconnect buffer (0 when connected) */
+	unsigned long long in_msgs, out_msgs, in_bytes, out_bytes;
+};
+void bus_get_stats(const struct bus *b, struct bus_stats *out);
 /* Round trip to the server on a worker thread (the loop keeps running);
  * BUS_FLUSHED arrives on the loop when done or after timeout_ms. */
 void bus_flush(struct bus *b, int timeout_ms);

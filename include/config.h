@@ -38,6 +38,7 @@ struct config {
 	char *subject_prefix; /* restart */
 	char *queue_group;    /* restart */
 	char *instance_id;    /* restart; default "<hostname>-<pid>" */
+	char *metrics_listen; /* restart; "" = no HTTP listener; see config_listen_addr */
 
 	/* live on reload from here down */
 	long long limits_max_inflight;
@@ -70,6 +71,7 @@ struct config {
 	char *prompt_memory_template;
 
 	int log_level; /* LOG_LVL_* */
+	char *log_format; /* "text" or "json" (checked) */
 
 	long long shutdown_grace_ms;
 };
@@ -97,5 +99,14 @@ void config_keep_restart_keys(struct config *next, struct config *cur);
 /* Writes every key with its default and description as Markdown table rows
  * (used to keep docs/config.md true). */
 void config_print_reference(void);
+
+/* The default of metrics.listen: loopback only, port 9464 (the OpenTelemetry
+ * Prometheus exporter defaults to it too: pick another where one runs on the
+ * same host). */
+#define CONFIG_METRICS_LISTEN_DEFAULT "127.0.0.1:9464"
+struct sockaddr_storage;
+/* Parses "IPv4:PORT" or "[IPv6]:PORT" (literals only, port 0-65535; 0 picks a
+ * free one) into *addr and *len. Returns 0, or -1 when malformed. */
+int config_listen_addr(const char *s, struct sockaddr_storage *addr, unsigned *len) UTIL_WUR;
 
 #endif

@@ -16,6 +16,7 @@ struct bus;
 struct bus_msg;
 struct config;
 struct control;
+struct metrics;
 struct modelcfg;
 struct modelcfg_store;
 struct pool;
@@ -31,8 +32,10 @@ struct control_hooks {
 	void *ud;
 };
 
+/* metrics (may be NULL) gets the probe subject's figures. */
 struct control *control_new(uv_loop_t *loop, struct bus *bus, struct probe *probe, struct pool *pool,
-			    struct modelcfg_store *models, const struct config *cfg, const struct control_hooks *hooks);
+			    struct modelcfg_store *models, const struct config *cfg, const struct control_hooks *hooks,
+			    struct metrics *metrics);
 /* Closes the timers (the loop must run once more) and frees. */
 void control_close(struct control *c);
 /* A reload's new config (the caller keeps it alive until the next call). */

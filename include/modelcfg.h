@@ -60,6 +60,8 @@ struct modelcfg_store {
 	struct modelcfg *active; /* never NULL after modelcfg_store_init */
 	bool have_revision;
 	long long revision;
+	/* modelcfg_store_apply's verdicts so far, for metrics. */
+	unsigned long long applied, stale, invalid;
 };
 
 void modelcfg_store_init(struct modelcfg_store *s);

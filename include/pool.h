@@ -30,8 +30,12 @@ struct pool_ep {
 	uint64_t last_ejected;
 	bool trial_busy;          /* half-open: the one trial is out */
 	bool trial;               /* the next pick is the half-open trial */
-	uint64_t picks, failures; /* totals, for logs and tests */
+	uint64_t picks, failures; /* totals, for logs, tests and metrics */
+	uint64_t ejections_total; /* every ejection so far (ejections resets) */
+	int last_probe;           /* the active probe's last verdict: POOL_PROBE_* */
 };
+
+enum { POOL_PROBE_NONE, POOL_PROBE_OK, POOL_PROBE_FAILED };
 
 enum pool_outcome {
 	POOL_SUCCESS, /* a token arrived, or the call completed */

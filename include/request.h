@@ -16,7 +16,7 @@
 #include "upstream.h"
 
 struct config;
-struct metrics_hist;
+struct metrics;
 struct modelcfg_store;
 struct pool;
 struct requests;
@@ -80,11 +80,11 @@ struct request_resume_facts {
  * max_attempts and the total deadline. Pure. */
 bool request_may_resume(const struct request_resume_facts *f);
 
-/* subjects, models, pool and chunk_latency (may be NULL) must outlive the
+/* subjects, models, pool and metrics (may be NULL) must outlive the
  * table; cfg is the daemon config new requests read (see requests_set_config). */
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
 			      struct modelcfg_store *models, struct pool *pool, const struct config *cfg,
-			      struct metrics_hist *chunk_latency);
+			      struct metrics *metrics);
 /* Frees the table; every request must have ended (requests_end_all). The
  * records still lingering go with it. */
 void requests_free(struct requests *rq);

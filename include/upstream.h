@@ -12,7 +12,7 @@
 #include "provider.h"
 
 struct http;
-struct metrics_hist;
+struct metrics;
 struct upstream;
 
 struct upstream_result {
@@ -60,7 +60,7 @@ struct upstream_params {
 	long long idle_ms;
 	long long total_ms;
 	size_t max_line;
-	struct metrics_hist *chunk_latency; /* where per-chunk overhead is recorded; may be NULL */
+	struct metrics *metrics; /* per-chunk overhead and bytes read are recorded here; may be NULL */
 };
 
 struct upstream *upstream_start(struct http *h, struct upstream_params *p, const struct upstream_cbs *cbs,

@@ -7,9 +7,11 @@
 # systemd-nspawn, curl).
 set -eu
 
+# prometheus: the integration test scrapes the daemon with the real server and
+# checks its output with promtool (about 10 s to install, no recommends).
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
-libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev
-libcmocka-dev nats-server openssl systemd procps curl python3"
+libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev libmicrohttpd-dev
+libcmocka-dev nats-server openssl systemd procps curl python3 prometheus"
 builddeps=0
 
 case "${1:-}" in

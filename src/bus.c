@@ -3,6 +3,7 @@
  *   loop thread: uv_poll (adapter) -> natsConnection_ProcessReadEvent -> sync subscription queues
  *                uv_check (after every poll) -> bus__pull: NextMsg(timeout 0) -> cb(ud, ev, msg)
  *   nats.c threads: connection events -> queue (mutex) -> uv_async -> bus__drain -> cb
+ *                   $SRV.> messages (one async subscription) -> the same queue
  *
  * Messages never leave the loop thread: with the libuv adapter nats.c reads
  * and parses on the loop, and synchronous subscriptions leave each message in
@@ -11,7 +12,12 @@
  * delivery thread and back: two thread hops per submit.) Connection events
  * come from nats.c's own threads; they go through a mutex-guarded queue and
  * a uv_async, whose sends coalesce, so the loop drains the whole queue each
- * time. */
+ * time.
+ *
+ * The one exception is $SRV.>: service discovery is rare, and a synchronous
+ * subscription would cost every loop iteration one more empty NextMsg (about
+ * 0.2 us here), tokens included. Its messages come on nats.c's delivery
+ * thread and cross to the loop through the connection events' queue. */
 #include "bus.h"
 
 #include <nats/adapters/libuv.h>
@@ -48,7 +54,18 @@ struct bus_sub {
 	bool draining; /* bus_leave_queue: pulled until nats.c closes it */
 };
 
-enum { BUS_SUB_UPDATE, BUS_SUB_CANCEL, BUS_SUB_REPLY, BUS_SUB_REPLAY, BUS_SUB_PROBE, BUS_SUB_SUBMIT, BUS_SUB_COUNT };
+enum {
+	BUS_SUB_UPDATE,
+	BUS_SUB_CANCEL,
+	BUS_SUB_REPLY,
+	BUS_SUB_REPLAY,
+	BUS_SUB_PROBE,
+	BUS_SUB_SUBMIT,
+	BUS_SUB_COUNT
+};
+
+/* NATS services discovery and stats (ADR-32): every verb, every service. */
+#define BUS_SRV_SUBJECT "$SRV.>"
 
 struct bus {
 	uv_loop_t *loop;
@@ -59,11 +76,14 @@ struct bus {
 	struct contract_subjects subj;
 	char *queue_group;
 	struct bus_sub subs[BUS_SUB_COUNT];
+	natsSubscription *srv; /* $SRV.>, asynchronous (see the top of the file) */
 	/* Submit subscriptions left for capacity, still draining: what the
 	 * server routed to them before the UNSUB is delivered and answered. */
 	struct bus_sub gone[BUS_GONE_MAX];
 	bool admission_closed; /* bus_set_admission(false): out of the submit queue group */
 	bool leaving;          /* bus_leave_queue: for good */
+	/* Counted on the loop thread, for bus_get_stats. */
+	unsigned long long reconnects, publish_errors, admission_leaves, admission_rejoins;
 
 	bus_cb cb;
 	void *ud;
@@ -176,6 +196,14 @@ static void bus__pull(uv_check_t *h)
 	/* Messages left: run again without blocking in poll. */
 	if (more)
 		uv_async_send(&b->async);
+}
+
+/* On nats.c's delivery thread: hands the message (and its ownership) to the loop. */
+static void bus__on_srv(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	bus__enqueue(closure, BUS_SRV, msg);
 }
 
 static void bus__on_disconnected(natsConnection *nc, void *closure)
@@ -305,6 +333,7 @@ static void bus__drain(uv_async_t *a)
 			continue;
 		}
 		if (it->ev == BUS_RECONNECTED) {
+			b->reconnects++;
 			if (!b->connected_sent)
 				bus__want_flush(b, BUS__FLUSH_CONNECTED);
 			if (b->join_wanted && !b->ready_sent)
@@ -431,6 +460,13 @@ static int bus__subscribe_control(struct bus *b, char *err, size_t errlen)
 	    bus__subscribe(b, BUS_SUB_REPLY, b->inbox, NULL, BUS_CONFIG_REPLY, err, errlen) < 0 ||
 	    bus__subscribe(b, BUS_SUB_REPLAY, b->replay, NULL, BUS_REPLAY, err, errlen) < 0)
 		return -1;
+	natsStatus st = natsConnection_Subscribe(&b->srv, b->nc, BUS_SRV_SUBJECT, bus__on_srv, b);
+	if (st == NATS_OK)
+		st = natsSubscription_SetPendingLimits(b->srv, 1024, 16 * 1024 * 1024);
+	if (st != NATS_OK) {
+		snprintf(err, errlen, "nats: subscribe %s: %s", BUS_SRV_SUBJECT, natsStatus_GetText(st));
+		return -1;
+	}
 	return 0;
 }
 
@@ -567,6 +603,7 @@ int bus_publish(struct bus *b, const char *subject, const char *data, size_t len
 {
 	natsStatus s = natsConnection_Publish(b->nc, subject, data, (int)len);
 	if (s != NATS_OK) {
+		b->publish_errors++;
 		log_warn(NULL, "nats: publish on %s failed: %s", subject, natsStatus_GetText(s));
 		return -1;
 	}
@@ -611,6 +648,7 @@ void bus_set_admission(struct bus *b, bool open)
 		memset(&b->subs[BUS_SUB_SUBMIT], 0, sizeof(b->subs[BUS_SUB_SUBMIT]));
 		bus__drain_sub(slot);
 		b->admission_closed = true;
+		b->admission_leaves++;
 		return;
 	}
 	if (bus__subscribe(b, BUS_SUB_SUBMIT, b->subj.submit, b->queue_group, BUS_SUBMIT, err, sizeof(err)) < 0) {
@@ -618,11 +656,39 @@ void bus_set_admission(struct bus *b, bool open)
 		return;
 	}
 	b->admission_closed = false;
+	b->admission_rejoins++;
 }
 
 bool bus_admission_open(const struct bus *b)
 {
 	return b->join_wanted && !b->admission_closed && !b->leaving;
+}
+
+void bus_get_stats(const struct bus *b, struct bus_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->connected = b->nc && !b->closing && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+	out->joined = b->ready_sent && bus_admission_open(b);
+	out->reconnects = b->reconnects;
+	out->publish_errors = b->publish_errors;
+	out->admission_leaves = b->admission_leaves;
+	out->admission_rejoins = b->admission_rejoins;
+	if (!b->nc || b->closing)
+		return;
+	int buffered = natsConnection_Buffered(b->nc);
+	out->buffered = buffered > 0 ? buffered : 0;
+	natsStatistics *st;
+	if (natsStatistics_Create(&st) == NATS_OK) {
+		uint64_t im = 0, ib = 0, om = 0, ob = 0, rc = 0;
+		if (natsConnection_GetStats(b->nc, st) == NATS_OK &&
+		    natsStatistics_GetCounts(st, &im, &ib, &om, &ob, &rc) == NATS_OK) {
+			out->in_msgs = im;
+			out->in_bytes = ib;
+			out->out_msgs = om;
+			out->out_bytes = ob;
+		}
+		natsStatistics_Destroy(st);
+	}
 }
 
 void bus_leave_queue(struct bus *b)
@@ -685,6 +751,7 @@ void bus_free(struct bus *b)
 	for (int i = 0; i < BUS_GONE_MAX; i++)
 		if (b->gone[i].sub)
 			natsSubscription_Destroy(b->gone[i].sub);
+	natsSubscription_Destroy(b->srv);
 	natsConnection_Destroy(b->nc);
 	natsOptions_Destroy(b->opts);
 	/* The loop is over, so waiting blocks nothing: nats.c's threads

@@ -14,12 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "contract.h"
@@ -103,6 +105,9 @@ static const struct config__key config__keys[] = {
 	      "NATS queue group the dispatchers share, so each request goes to one of them."),
 	K_STR("instance_id", instance_id, "", false, "SUNDYNIX_INSTANCE_ID",
 	      "Name of this instance: config request, acks, replay subject, logs; a subject token (`\"\"`: `<hostname>-<pid>`)."),
+	K_STR("metrics.listen", metrics_listen, CONFIG_METRICS_LISTEN_DEFAULT, false, "SUNDYNIX_METRICS_LISTEN",
+	      "Address of the HTTP listener for `/metrics` (Prometheus), `/healthz` and `/readyz`: `IPv4:PORT` or "
+	      "`[IPv6]:PORT` (port 0: any free one, logged); `\"\"` turns it off. See docs/observability.md."),
 	K_INT("limits.max_inflight", limits_max_inflight, 1024, 1, 1000000, true, NULL,
 	      "Requests streaming at once; more are refused with \"busy\"."),
 	K_INT("limits.max_request_bytes", limits_max_request_bytes, 1048576, 1024, 1073741824, true, NULL,
@@ -152,6 +157,8 @@ static const struct config__key config__keys[] = {
 	      "How the user's memory is rendered: `{profile}` and `{facts}` are replaced."),
 	K_LEVEL("log.level", log_level, "info", true, "SUNDYNIX_LOG_LEVEL",
 		"One of error, warn, notice, info, debug."),
+	K_STR("log.format", log_format, "text", true, "SUNDYNIX_LOG_FORMAT",
+	      "`text`, or `json`: one JSON object per line (also under journald), for log shippers."),
 	K_INT("shutdown.grace_ms", shutdown_grace_ms, 30000, 0, 3600000, true, NULL,
 	      "On SIGTERM, how long in-flight requests may finish before they are cut."),
 };
@@ -852,6 +859,13 @@ static int config__validate(struct config__load *st, struct config *c)
 				    "no wildcards)", c->subject_prefix);
 	if (!*c->queue_group || config__has_space(c->queue_group))
 		return config__fail(st, config__key("queue_group"), "must be non-empty and without blanks");
+	if (log_format_parse(c->log_format) < 0)
+		return config__fail(st, config__key("log.format"), "must be text or json");
+	struct sockaddr_storage ss;
+	unsigned sslen;
+	if (*c->metrics_listen && config_listen_addr(c->metrics_listen, &ss, &sslen) < 0)
+		return config__fail(st, config__key("metrics.listen"),
+				    "'%s' is not IPv4:PORT or [IPv6]:PORT (\"\" turns the listener off)", c->metrics_listen);
 	if (!*c->instance_id)
 		config__default_instance(c);
 	if (!contract_valid_request_id(c->instance_id, strlen(c->instance_id)) || strlen(c->instance_id) > 64)
@@ -1084,4 +1098,48 @@ void config_print_reference(void)
 	fwrite(out.data, 1, out.len, stdout);
 	fflush(stdout);
 	buf_free(&out);
+}
+
+int config_listen_addr(const char *s, struct sockaddr_storage *addr, unsigned *len)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':'), *port;
+	char *end;
+	size_t hl;
+
+	if (!colon)
+		return -1;
+	port = colon + 1;
+	if (*port < '0' || *port > '9')
+		return -1;
+	errno = 0;
+	unsigned long p = strtoul(port, &end, 10);
+	if (errno || *end || p > 65535)
+		return -1;
+	hl = (size_t)(colon - s);
+	memset(addr, 0, sizeof(*addr));
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+		if (hl - 2 >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hl - 2);
+		host[hl - 2] = '\0';
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+			return -1;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)p);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+	if (hl >= sizeof(host))
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+		return -1;
+	a4->sin_family = AF_INET;
+	a4->sin_port = htons((uint16_t)p);
+	*len = sizeof(*a4);
+	return 0;
 }

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "contract.h"
 #include "log.h"
+#include "metrics.h"
 #include "modelcfg.h"
 #include "pool.h"
 #include "probe.h"
@@ -30,6 +31,7 @@ struct control {
 	struct modelcfg_store *models;
 	const struct config *cfg;
 	struct control_hooks hooks;
+	struct metrics *metrics;
 	bool serving;
 	bool known;           /* an answer or a broadcast arrived */
 	uint64_t backoff_ms;  /* 0 until the first request went unanswered */
@@ -109,6 +111,7 @@ void control_model(struct control *c, const char *data, size_t len, const char *
 
 	if (!m) {
 		log_warn(NULL, "model config from %s ignored: %s", source, err);
+		(void)modelcfg_store_apply(c->models, NULL); /* counted as invalid */
 		return;
 	}
 	c->known = true;
@@ -135,6 +138,8 @@ void control_model(struct control *c, const char *data, size_t len, const char *
 
 struct control_reply {
 	struct bus *bus;
+	struct metrics *metrics;
+	uint64_t t0; /* uv_hrtime at the request */
 	char subject[];
 };
 
@@ -143,8 +148,13 @@ static void control__on_probe_answer(void *ud, const char *json, size_t len)
 	struct control_reply *r = ud;
 
 	/* json is NULL when the probe was cancelled at shutdown. */
-	if (json)
+	if (json) {
 		(void)!bus_publish(r->bus, r->subject, json, len);
+		json_t *ans = json_loadb(json, len, 0, NULL);
+		bool ok = json_is_true(json_object_get(ans, "ok"));
+		json_decref(ans);
+		metrics_probe(r->metrics, uv_hrtime() - r->t0, ok ? NULL : "an endpoint failed the probe");
+	}
 	free(r);
 }
 
@@ -152,6 +162,7 @@ static void control__probe_refuse(struct control *c, const char *reply, const ch
 {
 	struct buf b;
 
+	metrics_probe(c->metrics, 0, why);
 	buf_init(&b);
 	contract_encode_probe_answer(&b, why, NULL, 0);
 	(void)!bus_publish(c->bus, reply, b.data, b.len);
@@ -177,6 +188,8 @@ void control_probe(struct control *c, const struct bus_msg *msg)
 	log_info(NULL, "probe: testing %zu endpoints of model %s", m->nendpoints, m->model);
 	r = xmalloc(sizeof(*r) + strlen(msg->reply) + 1);
 	r->bus = c->bus;
+	r->metrics = c->metrics;
+	r->t0 = uv_hrtime();
 	strcpy(r->subject, msg->reply);
 	probe_config(c->probe, m, c->cfg->pool_probe_timeout_ms, control__on_probe_answer, r);
 	modelcfg_unref(m);
@@ -206,10 +219,12 @@ void control_set_serving(struct control *c, bool serving)
 }
 
 struct control *control_new(uv_loop_t *loop, struct bus *bus, struct probe *probe, struct pool *pool,
-			    struct modelcfg_store *models, const struct config *cfg, const struct control_hooks *hooks)
+			    struct modelcfg_store *models, const struct config *cfg, const struct control_hooks *hooks,
+			    struct metrics *metrics)
 {
 	struct control *c = xcalloc(1, sizeof(*c));
 
+	c->metrics = metrics;
 	c->loop = loop;
 	c->bus = bus;
 	c->probe = probe;

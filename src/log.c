@@ -11,6 +11,7 @@
 
 static int log__level = LOG_LVL_INFO;
 static bool log__journal;
+static enum log_format log__format = LOG_FORMAT_TEXT;
 
 static const struct {
 	const char *name;
@@ -42,6 +43,20 @@ int log_get_level(void)
 	return log__level;
 }
 
+void log_set_format(enum log_format f)
+{
+	log__format = f;
+}
+
+int log_format_parse(const char *name)
+{
+	if (!strcmp(name, "text"))
+		return LOG_FORMAT_TEXT;
+	if (!strcmp(name, "json"))
+		return LOG_FORMAT_JSON;
+	return -1;
+}
+
 int log_level_parse(const char *name)
 {
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(log__names); i++)
@@ -58,16 +73,84 @@ const char *log_level_name(int level)
 	return "?";
 }
 
-static void log__escape(struct buf *out, const char *s)
+/* Control bytes and backslash (so a literal "\x0a" cannot pass for an
+ * escape) become \xNN; so does '"' when quote is set. */
+static void log__escape_q(struct buf *out, const char *s, bool quote)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		/* Backslash too, so a literal "\x0a" cannot pass for an escape. */
-		if (c < 0x20 || c == 0x7f || c == '\\')
+		if (c < 0x20 || c == 0x7f || c == '\\' || (quote && c == '"'))
 			buf_printf(out, "\\x%02x", c);
 		else
 			buf_append_char(out, (char)c);
 	}
+}
+
+static void log__escape(struct buf *out, const char *s)
+{
+	log__escape_q(out, s, false);
+}
+
+/* Needs quotes in a text field: empty, blanks, quotes or '='. */
+static bool log__needs_quotes(const char *s)
+{
+	if (!*s)
+		return true;
+	for (; *s; s++)
+		if (*s == ' ' || *s == '"' || *s == '=' || (unsigned char)*s < 0x20)
+			return true;
+	return false;
+}
+
+/* Opens a line: the priority or timestamp, level and request id. */
+static void log__open(struct buf *line, int level, const char *rid)
+{
+	char stamp[40];
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (log__journal)
+		buf_printf(line, "<%d>", level);
+	if (log__format == LOG_FORMAT_JSON) {
+		buf_printf(line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\"", stamp, ts.tv_nsec / 1000000L,
+			   log_level_name(level));
+		if (rid) {
+			buf_append_str(line, ",\"request_id\":");
+			buf_append_json_str(line, rid, strlen(rid));
+		}
+		return;
+	}
+	if (!log__journal)
+		buf_printf(line, "%s.%03ldZ %s ", stamp, ts.tv_nsec / 1000000L, log_level_name(level));
+	if (rid) {
+		buf_append_char(line, '[');
+		log__escape(line, rid);
+		buf_append_str(line, "] ");
+	}
+}
+
+static void log__msg_part(struct buf *line, const char *msg)
+{
+	if (log__format == LOG_FORMAT_JSON) {
+		buf_append_str(line, ",\"msg\":");
+		buf_append_json_str(line, msg, strlen(msg));
+	} else {
+		log__escape(line, msg);
+	}
+}
+
+/* One write per line so concurrent writers never interleave mid-line. */
+static void log__close(struct buf *line)
+{
+	if (log__format == LOG_FORMAT_JSON)
+		buf_append_char(line, '}');
+	buf_append_char(line, '\n');
+	fwrite(line->data, 1, line->len, stderr);
+	fflush(stderr);
+	buf_free(line);
 }
 
 void log_msg(int level, const char *rid, const char *fmt, ...)
@@ -88,30 +171,51 @@ void log_msg(int level, const char *rid, const char *fmt, ...)
 		vsnprintf(msg, (size_t)n + 1, fmt, ap);
 		va_end(ap);
 	}
-
 	buf_init(&line);
-	if (log__journal) {
-		buf_printf(&line, "<%d>", level);
-	} else {
-		struct timespec ts;
-		struct tm tm;
-		char stamp[40];
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-		buf_printf(&line, "%s.%03ldZ %s ", stamp, ts.tv_nsec / 1000000L, log_level_name(level));
-	}
-	if (rid) {
-		buf_append_char(&line, '[');
-		log__escape(&line, rid);
-		buf_append_str(&line, "] ");
-	}
-	log__escape(&line, msg);
-	buf_append_char(&line, '\n');
-	/* One write per line so concurrent writers never interleave mid-line. */
-	fwrite(line.data, 1, line.len, stderr);
-	fflush(stderr);
-	buf_free(&line);
+	log__open(&line, level, rid);
+	log__msg_part(&line, msg);
+	log__close(&line);
 	if (msg != stackbuf)
 		free(msg);
+}
+
+void log_fields(int level, const char *rid, const char *msg, const struct log_field *f, size_t n)
+{
+	struct buf line;
+
+	if (level > log__level)
+		return;
+	buf_init(&line);
+	log__open(&line, level, rid);
+	log__msg_part(&line, msg);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = f[i].type == LOG_F_STR ? f[i].s : NULL;
+		bool null = f[i].type == LOG_F_NULL || (f[i].type == LOG_F_STR && !s);
+		if (log__format == LOG_FORMAT_JSON) {
+			buf_append_char(&line, ',');
+			buf_append_json_str(&line, f[i].key, strlen(f[i].key));
+			buf_append_char(&line, ':');
+			if (null)
+				buf_append_str(&line, "null");
+			else if (f[i].type == LOG_F_INT)
+				buf_printf(&line, "%lld", f[i].i);
+			else
+				buf_append_json_str(&line, s, strlen(s));
+			continue;
+		}
+		/* Text lines leave out what is not there; json keeps every key. */
+		if (null)
+			continue;
+		buf_printf(&line, " %s=", f[i].key);
+		if (f[i].type == LOG_F_INT) {
+			buf_printf(&line, "%lld", f[i].i);
+		} else if (log__needs_quotes(s)) {
+			buf_append_char(&line, '"');
+			log__escape_q(&line, s, true);
+			buf_append_char(&line, '"');
+		} else {
+			log__escape(&line, s);
+		}
+	}
+	log__close(&line);
 }

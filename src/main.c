@@ -5,6 +5,8 @@
  *   bus (NATS) --submit/cancel--> request --> upstream (curl multi) | stub
  *              --config, probe--> control --> modelcfg store, pool, probe
  *   signals: SIGTERM/SIGINT drain, SIGHUP reload, SIGUSR1 latency histogram
+ *   httpd (/metrics, /healthz, /readyz) --> prom <-- metrics, pool, bus, models
+ *   bus $SRV.> --> srv (PING, INFO, STATS answered on the reply subject)
  *
  * Startup: load config, connect and subscribe (bus); control asks for the
  * model once the server confirmed the subscriptions, and the queue groups
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -25,12 +28,15 @@
 #include "contract.h"
 #include "control.h"
 #include "http.h"
+#include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "modelcfg.h"
 #include "pool.h"
 #include "probe.h"
+#include "prom.h"
 #include "request.h"
+#include "srv.h"
 #include "stub.h"
 #include "upstream.h"
 
@@ -44,7 +50,11 @@ struct dispatcher {
 	const char *config_path;
 	struct config *cfg; /* in force; a reload swaps in a new one */
 	struct modelcfg_store models;
-	struct metrics_hist chunk_latency;
+	struct metrics metrics;               /* every figure that is counted */
+	struct metrics_hist chunk_reported;   /* the chunk histogram at the last SIGUSR1 report */
+	struct httpd *httpd;                  /* NULL when metrics.listen is "" */
+	double start_time;                    /* wall clock at start, seconds */
+	char started[40];                     /* the same, RFC 3339 */
 	struct pool *pool;
 	struct bus *bus;
 	struct http *http;
@@ -81,9 +91,14 @@ static void main__usage(FILE *f)
 		   "  -h, --help          this help\n");
 }
 
-static void main__update_status(struct dispatcher *d)
+static const char *main__phase_name(const struct dispatcher *d)
 {
 	static const char *const phases[] = { "starting", "serving", "draining", "stopping" };
+	return phases[d->phase];
+}
+
+static void main__update_status(struct dispatcher *d)
+{
 	struct modelcfg *m = d->models.active;
 	char status[256], model[128];
 
@@ -93,7 +108,7 @@ static void main__update_status(struct dispatcher *d)
 	for (char *p = model; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", phases[d->phase], model,
+	snprintf(status, sizeof(status), "STATUS=%s: %s, %zu requests in flight", main__phase_name(d), model,
 		 d->requests ? requests_inflight(d->requests) : 0);
 	if (strcmp(status, d->last_status)) {
 		sd_notify(0, status);
@@ -122,9 +137,25 @@ static void main__on_model_known(void *ud)
 	}
 }
 
+/* metrics_prune_endpoints: keeps the endpoints of the model in force. */
+static bool main__endpoint_named(void *ud, const char *endpoint)
+{
+	const struct modelcfg *m = ud;
+	char url[512];
+
+	for (size_t i = 0; i < m->nendpoints; i++) {
+		util_url_strip_userinfo(m->endpoints[i].base_url, url, sizeof(url));
+		if (!strcmp(url, endpoint))
+			return true;
+	}
+	return false;
+}
+
 static void main__on_model_applied(void *ud)
 {
 	struct dispatcher *d = ud;
+
+	metrics_prune_endpoints(&d->metrics, main__endpoint_named, d->models.active);
 
 	if (d->requests)
 		requests_check_admission(d->requests); /* the model's capacity may differ */
@@ -133,14 +164,18 @@ static void main__on_model_applied(void *ud)
 
 static void main__log_metrics(struct dispatcher *d)
 {
+	struct metrics_hist since;
 	struct buf b;
 
+	/* Each report covers the time since the previous one (SIGUSR1); the
+	 * histogram itself keeps counting for /metrics. */
+	metrics_hist_diff(&since, &d->metrics.chunk, &d->chunk_reported);
 	buf_init(&b);
-	metrics_format(&d->chunk_latency, &b);
+	metrics_format(&since, &b);
 	log_notice(NULL, "chunk-latency histogram (curl write callback to NATS publish): %s", b.data);
 	buf_free(&b);
-	/* Each report covers the time since the previous one (SIGUSR1). */
-	memset(&d->chunk_latency, 0, sizeof(d->chunk_latency));
+	d->chunk_reported = d->metrics.chunk;
+	d->metrics.chunk.max_ns = 0;
 }
 
 static void main__on_shutdown_idle(uv_idle_t *h)
@@ -232,6 +267,7 @@ static void main__reload(struct dispatcher *d)
 		config_keep_restart_keys(next, old);
 		d->cfg = next;
 		log_set_level(d->verbose ? LOG_LVL_DEBUG : next->log_level);
+		log_set_format((enum log_format)log_format_parse(next->log_format));
 		pool_set_eject_after(d->pool, (int)next->pool_eject_after);
 		control_set_config(d->control, next);
 		requests_set_config(d->requests, next);
@@ -261,6 +297,84 @@ static void main__on_watchdog(uv_timer_t *t)
 {
 	(void)t;
 	sd_notify(0, "WATCHDOG=1");
+}
+
+/* $SRV.PING / INFO / STATS: answered by every instance, whatever its phase. */
+static void main__srv(struct dispatcher *d, const struct bus_msg *msg)
+{
+	enum srv_verb verb = srv_match(msg->subject, d->cfg->instance_id);
+	const struct contract_subjects *s = bus_subjects(d->bus);
+	const struct modelcfg *m = d->models.active;
+
+	if (verb == SRV_NONE || !msg->reply)
+		return;
+	const struct srv_identity id = {
+		.id = d->cfg->instance_id,
+		.version = SUNDYNIX_VERSION,
+		.started = d->started,
+		.subject_prefix = d->cfg->subject_prefix,
+		.queue_group = d->cfg->queue_group,
+		.submit_subject = s->submit,
+		.probe_subject = s->probe,
+	};
+	const struct srv_figures f = {
+		.state = main__phase_name(d),
+		.in_flight = d->requests ? requests_inflight(d->requests) : 0,
+		.model = m->ready ? m->model : "",
+		.provider = m->ready ? (*m->provider ? m->provider : "openai") : "",
+		.has_revision = d->models.have_revision,
+		.revision = d->models.revision,
+	};
+	struct buf b;
+	buf_init(&b);
+	srv_encode(&b, verb, &id, &d->metrics, &f);
+	(void)!bus_publish(d->bus, msg->reply, b.data, b.len);
+	buf_free(&b);
+}
+
+/* httpd: GET /metrics. */
+static void main__prom(void *ud, struct buf *out)
+{
+	struct dispatcher *d = ud;
+	struct bus_stats bs;
+
+	bus_get_stats(d->bus, &bs);
+	const struct prom_sources src = {
+		.metrics = &d->metrics,
+		.bus = &bs,
+		.pool = d->pool,
+		.models = &d->models,
+		.in_flight = d->requests ? requests_inflight(d->requests) : 0,
+		.now_ms = uv_now(d->loop),
+		.start_time = d->start_time,
+		.version = SUNDYNIX_VERSION,
+	};
+	prom_write(out, &src);
+}
+
+/* httpd: GET /readyz. Ready: serving, NATS connected, in the submit queue
+ * group as the server confirmed. */
+static bool main__ready(void *ud, struct buf *why)
+{
+	struct dispatcher *d = ud;
+	struct bus_stats bs;
+
+	if (d->phase != PHASE_RUNNING) {
+		buf_printf(why, "not ready: %s", d->phase == PHASE_STARTING ? "starting (waiting for NATS and the model config)"
+									   : "shutting down");
+		return false;
+	}
+	bus_get_stats(d->bus, &bs);
+	if (!bs.connected) {
+		buf_append_str(why, "not ready: NATS is not connected");
+		return false;
+	}
+	if (!bs.joined) {
+		buf_printf(why, "not ready: not in the submit queue group (full: %zu requests in flight)",
+			   requests_inflight(d->requests));
+		return false;
+	}
+	return true;
 }
 
 static void main__on_bus(void *ud, enum bus_event ev, const struct bus_msg *msg)
@@ -323,6 +437,9 @@ static void main__on_bus(void *ud, enum bus_event ev, const struct bus_msg *msg)
 	case BUS_FLUSHED:
 		if (d->phase == PHASE_CLOSING)
 			main__teardown(d);
+		break;
+	case BUS_SRV:
+		main__srv(d, msg);
 		break;
 	}
 }
@@ -394,6 +511,8 @@ static void main__teardown(struct dispatcher *d)
 	d->probe = NULL;
 	http_free(d->http);
 	d->http = NULL;
+	httpd_close(d->httpd);
+	d->httpd = NULL;
 	bus_close(d->bus);
 	main__log_metrics(d);
 	log_info(NULL, "stopped");
@@ -503,6 +622,7 @@ int main(int argc, char **argv)
 	}
 	d->verbose = verbose;
 	log_set_level(verbose ? LOG_LVL_DEBUG : d->cfg->log_level);
+	log_set_format((enum log_format)log_format_parse(d->cfg->log_format));
 	signal(SIGPIPE, SIG_IGN);
 	main__raise_nofile();
 
@@ -511,6 +631,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d->loop = uv_default_loop();
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	d->start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+	srv_rfc3339(d->start_time, d->started, sizeof(d->started));
+	metrics_init(&d->metrics);
 	modelcfg_store_init(&d->models);
 	d->http = http_new(d->loop, (long)d->cfg->limits_max_connections_per_endpoint);
 	d->probe = probe_new(d->http);
@@ -525,7 +650,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	const struct control_hooks hooks = { main__on_model_known, main__on_model_applied, d };
-	d->control = control_new(d->loop, d->bus, d->probe, d->pool, &d->models, d->cfg, &hooks);
+	d->control = control_new(d->loop, d->bus, d->probe, d->pool, &d->models, d->cfg, &hooks, &d->metrics);
 	d->ops = (struct request_ops){
 		.now_ms = main__op_now,
 		.publish = main__op_publish,
@@ -536,8 +661,12 @@ int main(int argc, char **argv)
 		.admission = main__op_admission,
 		.ud = d,
 	};
-	d->requests = requests_new(&d->ops, bus_subjects(d->bus), &d->models, d->pool, d->cfg, &d->chunk_latency);
+	d->requests = requests_new(&d->ops, bus_subjects(d->bus), &d->models, d->pool, d->cfg, &d->metrics);
 	main__log_startup(d);
+	if (*d->cfg->metrics_listen) {
+		const struct httpd_hooks hh = { main__prom, main__ready, d };
+		d->httpd = httpd_start(d->loop, d->cfg->metrics_listen, &hh);
+	}
 
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&d->watchdog_timer, main__on_watchdog, wd_usec / 2000, wd_usec / 2000);
@@ -550,6 +679,7 @@ out:
 	bus_free(d->bus);
 	modelcfg_store_free(&d->models);
 	pool_free(d->pool);
+	metrics_free(&d->metrics);
 	config_free(d->cfg);
 	free(d->cfg);
 	curl_global_cleanup();

@@ -249,12 +249,16 @@ void modelcfg_store_free(struct modelcfg_store *s)
 
 enum modelcfg_verdict modelcfg_store_apply(struct modelcfg_store *s, struct modelcfg *c)
 {
-	if (!c)
+	if (!c) {
+		s->invalid++;
 		return MODELCFG_INVALID;
+	}
 	if (c->has_revision && s->have_revision && c->revision < s->revision) {
 		modelcfg_unref(c);
+		s->stale++;
 		return MODELCFG_STALE;
 	}
+	s->applied++;
 	if (c->has_revision) {
 		s->have_revision = true;
 		s->revision = c->revision;

@@ -150,6 +150,7 @@ static void pool__eject(struct pool *p, struct pool_ep *e, uint64_t now)
 	if (cooldown > POOL_COOLDOWN_MAX_MS)
 		cooldown = POOL_COOLDOWN_MAX_MS;
 	e->ejections++;
+	e->ejections_total++;
 	e->ejected_until = now + cooldown;
 	e->last_ejected = now;
 	char url[512];

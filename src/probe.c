@@ -109,9 +109,10 @@ static void probe__finish(struct probe_check *c, long status, const char *error)
 		 * key, a /models the server lacks) proves the replica answers
 		 * and says nothing of its health, like a 4xx to a request. */
 		bool failed = !status || status >= 500 || status == 429;
+		struct pool_ep *ep = pool_get(run->pool, e->base_url);
+		ep->last_probe = failed ? POOL_PROBE_FAILED : POOL_PROBE_OK;
 		if (ok || failed)
-			pool_observe(run->pool, pool_get(run->pool, e->base_url), ok ? POOL_SUCCESS : POOL_FAILURE,
-				     http_now(c->x.http));
+			pool_observe(run->pool, ep, ok ? POOL_SUCCESS : POOL_FAILURE, http_now(c->x.http));
 	} else {
 		struct contract_probe_result *r = &run->results[c->index];
 		r->base_url = xstrdup(url);

@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "modelcfg.h"
 #include "openai.h"
 #include "pool.h"
@@ -86,6 +87,7 @@ struct request {
 	int ep_index;         /* endpoint of the current (or last) attempt */
 	int attempts;
 	uint64_t tried;       /* bit i: endpoint i was tried */
+	struct metrics_req obs; /* figures for metrics and the log line */
 };
 
 struct requests {
@@ -94,7 +96,7 @@ struct requests {
 	struct modelcfg_store *models;
 	struct pool *pool;
 	const struct config *cfg;
-	struct metrics_hist *chunk_latency;
+	struct metrics *metrics;
 
 	struct rtable live, ended;  /* by request_id */
 	struct rlist live_list;     /* by start */
@@ -344,8 +346,6 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	buf_reset(&rq->ev);
 	if (res->code != CONTRACT_OK) {
 		contract_encode_error(&rq->ev, r->rid, r->rec.next_seq, res->code, res->message, rt);
-		log_info(r->rid, "failed after %llu ms, %llu deltas: %s: %s", ms, r->deltas,
-			 contract_code_name(res->code), res->message);
 	} else {
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
 		struct contract_usage u = res->usage;
@@ -357,8 +357,11 @@ static void request__finish(struct request *r, const struct upstream_result *res
 		}
 		contract_encode_done(&rq->ev, r->rid, r->rec.next_seq, res->finish_reason, model,
 				     res->has_usage ? &u : NULL, rt);
-		log_info(r->rid, "done in %llu ms, %llu deltas, finish=%s", ms, r->deltas, res->finish_reason);
 	}
+	metrics_request_end(rq->metrics, &r->obs, r->rid,
+			    &(struct metrics_end){ res->code, res->message, r->model ? r->model->model : "stub",
+						   route.endpoint, r->attempts, ms, res->finish_reason,
+						   res->has_usage ? &res->usage : NULL });
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 	/* What a replay needs is kept for the linger; the rest goes now. */
 	if (r->model)
@@ -409,6 +412,7 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 	buf_reset(&rq->ev);
 	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
 	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
+	metrics_request_delta(rq->metrics, &r->obs, kind, r->last_event_ms - r->started_ms);
 }
 
 /* A tool-call piece is relayed as a delta is. It is recorded as the event
@@ -561,6 +565,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
 		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
 			 contract_code_name(res->code), res->message);
+		metrics_request_retry(r->rq->metrics, url);
 		if (request__start_attempt(r) == 0)
 			return;
 	}
@@ -629,7 +634,7 @@ static int request__start_attempt(struct request *r)
 		/* The total deadline belongs to the request, across attempts. */
 		.total_ms = cfg->timeouts_total_ms > (long long)elapsed ? cfg->timeouts_total_ms - (long long)elapsed : 1,
 		.max_line = (size_t)cfg->limits_max_sse_line_bytes,
-		.chunk_latency = rq->chunk_latency,
+		.metrics = rq->metrics,
 	};
 	r->state = REQ_ATTEMPT;
 	r->up = rq->ops->upstream_start(rq->ops->ud, &p, &request__cbs, r);
@@ -688,6 +693,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	if (contract_decode_submit(data, len, (size_t)cfg->limits_max_request_bytes, &sub, &err) < 0) {
 		const char *rid = err.request_id[0] ? err.request_id : NULL;
 		log_info(rid, "rejected: bad_request: %s", err.message);
+		metrics_request_refused(rq->metrics, CONTRACT_BAD_REQUEST, err.message);
 		request__ack(rq, reply, rid, CONTRACT_BAD_REQUEST, err.message);
 		/* The stream of a request in flight with this id is not ours to end. */
 		if (rid && !rtable_find(&rq->live, rid))
@@ -696,6 +702,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	}
 	if (rtable_find(&rq->live, sub.request_id)) {
 		log_info(sub.request_id, "rejected: request_id already in flight");
+		metrics_request_refused(rq->metrics, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		request__ack(rq, reply, sub.request_id, CONTRACT_BAD_REQUEST, "request_id: already in flight");
 		goto out;
 	}
@@ -705,6 +712,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	if (rq->closed || rq->live.count >= request__capacity(rq)) {
 		const char *msg = rq->closed ? "dispatcher is shutting down" : "too many requests in flight";
 		log_info(sub.request_id, "rejected: busy: %s (%zu in flight)", msg, rq->live.count);
+		metrics_request_refused(rq->metrics, CONTRACT_BUSY, msg);
 		request__ack(rq, reply, sub.request_id, CONTRACT_BUSY, msg);
 		request__reject_event(rq, sub.request_id, sub.resume_next_seq, CONTRACT_BUSY, msg);
 		goto out;
@@ -728,6 +736,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 	r->subject = contract_stream_subject(rq->subjects, r->rid);
 	r->started_ms = r->last_event_ms = request__now(rq);
 	record_init(&r->rec, sub.resume_next_seq, (size_t)cfg->limits_replay_bytes);
+	metrics_request_accepted(rq->metrics, &r->obs, sub.session_id);
 	rtable_insert(&rq->live, r);
 	rlist_append(&rq->live_list, r);
 	requests_check_admission(rq);
@@ -885,7 +894,7 @@ void requests_tick(struct requests *rq)
 
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
 			      struct modelcfg_store *models, struct pool *pool, const struct config *cfg,
-			      struct metrics_hist *chunk_latency)
+			      struct metrics *metrics)
 {
 	struct requests *rq = xcalloc(1, sizeof(*rq));
 
@@ -894,7 +903,7 @@ struct requests *requests_new(const struct request_ops *ops, const struct contra
 	rq->models = models;
 	rq->pool = pool;
 	rq->cfg = cfg;
-	rq->chunk_latency = chunk_latency;
+	rq->metrics = metrics;
 	rtable_init(&rq->live);
 	rtable_init(&rq->ended);
 	buf_init(&rq->ev);

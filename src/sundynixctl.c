@@ -45,6 +45,8 @@
 #define CTL_PENDING_MAX 1024
 /* The dispatcher's stream.keepalive_ms unless --keepalive-ms says otherwise. */
 #define CTL_KEEPALIVE_MS 5000
+/* How long stats and ping gather answers unless --wait-ms says otherwise. */
+#define CTL_SRV_WAIT_MS 500
 
 enum ctl_opt_id {
 	CTL_O_NATS,
@@ -67,6 +69,9 @@ enum ctl_opt_id {
 	CTL_O_REVISION,
 	CTL_O_TOOLS,
 	CTL_O_JSON_SCHEMA,
+	CTL_O_WAIT_MS,
+	CTL_O_JSON,
+	CTL_O_COUNT
 };
 
 enum ctl_cmd {
@@ -75,9 +80,11 @@ enum ctl_cmd {
 	CTL_CMD_SET = 1u << 2,
 	CTL_CMD_CLEAR = 1u << 3,
 	CTL_CMD_CANCEL = 1u << 4,
+	CTL_CMD_STATS = 1u << 5,
+	CTL_CMD_PING = 1u << 6,
 };
 
-#define CTL_CMD_ALL (CTL_CMD_CHAT | CTL_CMD_SERVE | CTL_CMD_SET | CTL_CMD_CLEAR | CTL_CMD_CANCEL)
+#define CTL_CMD_ALL (CTL_CMD_CHAT | CTL_CMD_SERVE | CTL_CMD_SET | CTL_CMD_CLEAR | CTL_CMD_CANCEL | CTL_CMD_STATS | CTL_CMD_PING)
 
 struct ctl_opt {
 	const char *name; /* long name without "--" */
@@ -107,6 +114,8 @@ static const struct ctl_opt ctl__opts[] = {
 	{ "revision", CTL_O_REVISION, true, CTL_CMD_SET | CTL_CMD_CLEAR },
 	{ "tools", CTL_O_TOOLS, true, CTL_CMD_CHAT },
 	{ "json-schema", CTL_O_JSON_SCHEMA, true, CTL_CMD_CHAT },
+	{ "wait-ms", CTL_O_WAIT_MS, true, CTL_CMD_STATS | CTL_CMD_PING },
+	{ "json", CTL_O_JSON, false, CTL_CMD_STATS | CTL_CMD_PING },
 };
 
 #define CTL_MAX_POS 8
@@ -139,8 +148,10 @@ struct ctl_args {
 	json_t *response_format; /* params.response_format, from schema_file */
 	bool help;
 	bool version;
+	long long wait_ms;
+	bool json;
 	unsigned used; /* bit per enum ctl_opt_id seen */
-	const char *used_name[CTL_O_JSON_SCHEMA + 1];
+	const char *used_name[CTL_O_COUNT];
 	const char *pos[CTL_MAX_POS];
 	size_t npos;
 };
@@ -177,6 +188,14 @@ static const char ctl__usage[] =
 	"  config clear [--revision N]\n"
 	"                             Broadcast \"no model\" (null, or {\"revision\":N}).\n"
 	"  cancel REQUEST_ID          Ask the dispatcher owning REQUEST_ID to cancel it.\n"
+	"  stats [--wait-ms MS] [--json]\n"
+	"                             Ask every dispatcher ($SRV.STATS.sundynix-dispatcher) and print\n"
+	"                             one row per instance that answers within MS (default 500):\n"
+	"                             id, version, uptime, state, in flight, requests, errors,\n"
+	"                             model, revision; --json prints the raw answers, one a line.\n"
+	"  ping [--wait-ms MS] [--json]\n"
+	"                             List the dispatchers that answer $SRV.PING and their\n"
+	"                             round-trip time.\n"
 	"\n"
 	"Global options (accepted anywhere on the line; \"--\" ends options):\n"
 	"  --nats URL     NATS server(s), comma-separated (default $SUNDYNIX_NATS_URL,\n"
@@ -271,6 +290,14 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 	case CTL_O_MODEL: a->model = val; break;
 	case CTL_O_API_KEY: a->api_key = val; break;
 	case CTL_O_PROVIDER: a->provider = val; break;
+	case CTL_O_WAIT_MS:
+		if (ctl__parse_ll(val, 1, &a->wait_ms) || a->wait_ms > 60000) {
+			ctl__usage_error("--wait-ms: expected milliseconds in [1, 60000], got '%s'", val);
+			return -1;
+		}
+		break;
+	case CTL_O_JSON: a->json = true; break;
+	case CTL_O_COUNT: break;
 	case CTL_O_REVISION:
 		if (ctl__parse_ll(val, 0, &a->revision)) {
 			ctl__usage_error("--revision: expected a non-negative integer, got '%s'", val);
@@ -346,6 +373,8 @@ static const char *ctl__cmd_name(unsigned cmd)
 	case CTL_CMD_SERVE: return "config serve";
 	case CTL_CMD_SET: return "config set";
 	case CTL_CMD_CLEAR: return "config clear";
+	case CTL_CMD_STATS: return "stats";
+	case CTL_CMD_PING: return "ping";
 	default: return "cancel";
 	}
 }
@@ -354,7 +383,7 @@ static const char *ctl__cmd_name(unsigned cmd)
 static int ctl__pick_command(const struct ctl_args *a, unsigned *cmd, const char *const **args, size_t *nargs)
 {
 	if (a->npos == 0) {
-		ctl__usage_error("missing command (chat, config, cancel)");
+		ctl__usage_error("missing command (chat, config, cancel, stats, ping)");
 		return -1;
 	}
 	const char *w = a->pos[0];
@@ -363,6 +392,10 @@ static int ctl__pick_command(const struct ctl_args *a, unsigned *cmd, const char
 		*cmd = CTL_CMD_CHAT;
 	} else if (!strcmp(w, "cancel")) {
 		*cmd = CTL_CMD_CANCEL;
+	} else if (!strcmp(w, "stats")) {
+		*cmd = CTL_CMD_STATS;
+	} else if (!strcmp(w, "ping")) {
+		*cmd = CTL_CMD_PING;
 	} else if (!strcmp(w, "config")) {
 		const char *sub = a->npos > 1 ? a->pos[1] : NULL;
 		skip = 2;
@@ -380,7 +413,7 @@ static int ctl__pick_command(const struct ctl_args *a, unsigned *cmd, const char
 			return -1;
 		}
 	} else {
-		ctl__usage_error("unknown command '%s' (chat, config, cancel)", w);
+		ctl__usage_error("unknown command '%s' (chat, config, cancel, stats, ping)", w);
 		return -1;
 	}
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(ctl__opts); i++) {
@@ -1227,6 +1260,207 @@ dump:;
 	return text;
 }
 
+/* ---- stats, ping: the NATS services protocol ($SRV, docs/observability.md) ---- */
+
+/* One instance's answer, as received. */
+struct ctl_answer {
+	json_t *body;
+	char *text;
+	double rtt_ms;
+};
+
+static int ctl__answer_cmp(const void *a, const void *b)
+{
+	const struct ctl_answer *x = a, *y = b;
+	const char *ix = json_string_value(json_object_get(x->body, "id"));
+	const char *iy = json_string_value(json_object_get(y->body, "id"));
+	return strcmp(ix ? ix : "", iy ? iy : "");
+}
+
+static double ctl__mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Asks $SRV.<verb>.sundynix-dispatcher and gathers the answers for wait_ms.
+ * Only the dispatchers of this subject prefix are kept (metadata
+ * subject_prefix); the others are counted in *other. Returns the count. */
+static size_t ctl__srv_gather(natsConnection *nc, const char *verb, const struct ctl_args *a,
+			      struct ctl_answer **out, size_t *other)
+{
+	natsSubscription *sub = NULL;
+	natsInbox *inbox = NULL;
+	size_t n = 0, cap = 0;
+	char subject[64];
+
+	*out = NULL;
+	*other = 0;
+	snprintf(subject, sizeof(subject), "$SRV.%s.sundynix-dispatcher", verb);
+	natsStatus s = natsInbox_Create(&inbox);
+	if (s == NATS_OK)
+		s = natsConnection_SubscribeSync(&sub, nc, inbox);
+	double t0 = ctl__mono_ms();
+	if (s == NATS_OK)
+		s = natsConnection_PublishRequest(nc, subject, inbox, "", 0);
+	if (s == NATS_OK)
+		s = natsConnection_Flush(nc);
+	if (s != NATS_OK) {
+		fprintf(stderr, "sundynixctl: request on %s failed: %s\n", subject, natsStatus_GetText(s));
+		goto out;
+	}
+	for (;;) {
+		double left = (double)a->wait_ms - (ctl__mono_ms() - t0);
+		natsMsg *msg = NULL;
+		if (left <= 0)
+			break;
+		if (natsSubscription_NextMsg(&msg, sub, (int64_t)left + 1) != NATS_OK)
+			break;
+		double rtt = ctl__mono_ms() - t0;
+		json_t *body = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
+		const char *prefix = json_string_value(json_object_get(json_object_get(body, "metadata"), "subject_prefix"));
+		if (!json_is_object(body) || !prefix || strcmp(prefix, a->prefix)) {
+			(*other)++;
+			json_decref(body);
+		} else {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 8;
+				*out = xrealloc(*out, cap * sizeof(**out));
+			}
+			(*out)[n].body = body;
+			(*out)[n].text = xstrndup(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+			(*out)[n].rtt_ms = rtt;
+			n++;
+		}
+		natsMsg_Destroy(msg);
+	}
+	if (n)
+		qsort(*out, n, sizeof(**out), ctl__answer_cmp);
+out:
+	natsSubscription_Destroy(sub);
+	natsInbox_Destroy(inbox);
+	return n;
+}
+
+static void ctl__answers_free(struct ctl_answer *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(v[i].body);
+		free(v[i].text);
+	}
+	free(v);
+}
+
+/* A peer-supplied string for a table cell: control bytes replaced. */
+static const char *ctl__cell(json_t *obj, const char *key, char *out, size_t outlen)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	snprintf(out, outlen, "%s", s && *s ? s : "-");
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return out;
+}
+
+static void ctl__nothing_answered(size_t other, const struct ctl_args *a)
+{
+	fprintf(stderr, "sundynixctl: no dispatcher with subject prefix \"%s\" answered within %lld ms", a->prefix,
+		a->wait_ms);
+	if (other)
+		fprintf(stderr, " (%zu of other prefixes did: try --prefix)", other);
+	fputc('\n', stderr);
+}
+
+static int ctl__cmd_ping(natsConnection *nc, const struct ctl_args *a)
+{
+	struct ctl_answer *v;
+	size_t other, n = ctl__srv_gather(nc, "PING", a, &v, &other);
+	char id[80], ver[40];
+
+	if (!n) {
+		ctl__nothing_answered(other, a);
+		return CTL_EXIT_FAIL;
+	}
+	if (a->json) {
+		for (size_t i = 0; i < n; i++)
+			puts(v[i].text);
+	} else {
+		printf("%-32s %-10s %10s\n", "INSTANCE", "VERSION", "RTT");
+		for (size_t i = 0; i < n; i++)
+			printf("%-32s %-10s %7.2f ms\n", ctl__cell(v[i].body, "id", id, sizeof(id)),
+			       ctl__cell(v[i].body, "version", ver, sizeof(ver)), v[i].rtt_ms);
+	}
+	ctl__answers_free(v, n);
+	return CTL_EXIT_OK;
+}
+
+/* "3d04h", "2h05m", "4m07s", "12s". */
+static void ctl__uptime(const char *started, char *out, size_t outlen)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	if (!started || !strptime(started, "%Y-%m-%dT%H:%M:%S", &tm)) {
+		snprintf(out, outlen, "-");
+		return;
+	}
+	long long s = (long long)(time(NULL) - timegm(&tm));
+	if (s < 0)
+		s = 0;
+	if (s >= 86400)
+		snprintf(out, outlen, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(out, outlen, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(out, outlen, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, outlen, "%llds", s);
+}
+
+static int ctl__cmd_stats(natsConnection *nc, const struct ctl_args *a)
+{
+	struct ctl_answer *v;
+	size_t other, n = ctl__srv_gather(nc, "STATS", a, &v, &other);
+	char id[80], ver[40], up[32], state[16], model[64], rev[24];
+
+	if (!n) {
+		ctl__nothing_answered(other, a);
+		return CTL_EXIT_FAIL;
+	}
+	if (a->json) {
+		for (size_t i = 0; i < n; i++)
+			puts(v[i].text);
+		ctl__answers_free(v, n);
+		return CTL_EXIT_OK;
+	}
+	printf("%-24s %-8s %-8s %-8s %9s %9s %7s  %-24s %s\n", "INSTANCE", "VERSION", "UPTIME", "STATE", "IN_FLIGHT",
+	       "REQUESTS", "ERRORS", "MODEL", "REVISION");
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = v[i].body, *submit = NULL, *ep;
+		size_t k;
+		json_array_foreach(json_object_get(b, "endpoints"), k, ep)
+			if (json_is_string(json_object_get(ep, "name")) &&
+			    !strcmp(json_string_value(json_object_get(ep, "name")), "submit"))
+				submit = ep;
+		json_t *data = json_object_get(submit, "data");
+		json_t *jrev = json_object_get(data, "revision");
+		if (json_is_integer(jrev))
+			snprintf(rev, sizeof(rev), "%lld", (long long)json_integer_value(jrev));
+		else
+			snprintf(rev, sizeof(rev), "-");
+		ctl__uptime(json_string_value(json_object_get(b, "started")), up, sizeof(up));
+		const char *m = ctl__cell(data, "model", model, sizeof(model));
+		printf("%-24s %-8s %-8s %-8s %9lld %9lld %7lld  %-24s %s\n", ctl__cell(b, "id", id, sizeof(id)),
+		       ctl__cell(b, "version", ver, sizeof(ver)), up, ctl__cell(data, "state", state, sizeof(state)),
+		       (long long)json_integer_value(json_object_get(data, "in_flight")),
+		       (long long)json_integer_value(json_object_get(submit, "num_requests")),
+		       (long long)json_integer_value(json_object_get(submit, "num_errors")), strcmp(m, "-") ? m : "(stub)",
+		       rev);
+	}
+	ctl__answers_free(v, n);
+	return CTL_EXIT_OK;
+}
+
 /* ---- main ---- */
 
 /* Checks the arguments of cmd before anything touches the network. */
@@ -1275,13 +1509,20 @@ static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const cha
 			return -1;
 		}
 		return 0;
+	case CTL_CMD_STATS:
+	case CTL_CMD_PING:
+		if (nargs) {
+			ctl__usage_error("%s: unexpected argument '%s'", ctl__cmd_name(cmd), args[0]);
+			return -1;
+		}
+		return 0;
 	}
 	return -1;
 }
 
 static int ctl__run(int argc, char **argv)
 {
-	struct ctl_args a = { .timeout_s = 120.0, .keepalive_ms = CTL_KEEPALIVE_MS };
+	struct ctl_args a = { .timeout_s = 120.0, .keepalive_ms = CTL_KEEPALIVE_MS, .wait_ms = CTL_SRV_WAIT_MS };
 	const char *const *args = NULL;
 	size_t nargs = 0;
 	unsigned cmd = 0;
@@ -1346,6 +1587,8 @@ static int ctl__run(int argc, char **argv)
 	case CTL_CMD_SET:
 	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &subj, &cfg); break;
 	case CTL_CMD_CANCEL: rc = ctl__send_cancel(nc, &subj, args[0]) ? CTL_EXIT_FAIL : CTL_EXIT_OK; break;
+	case CTL_CMD_STATS: rc = ctl__cmd_stats(nc, &a); break;
+	case CTL_CMD_PING: rc = ctl__cmd_ping(nc, &a); break;
 	}
 out:
 	if (nc) {

@@ -61,7 +61,7 @@ struct upstream {
 	struct contract_usage usage;
 
 	uint64_t chunk_t0; /* uv_hrtime when the current bytes arrived */
-	struct metrics_hist *chunk_latency;
+	struct metrics *metrics;
 	unsigned long long total_deadline;
 	long long connect_ms, first_token_ms, idle_ms, total_ms;
 };
@@ -151,8 +151,8 @@ static void upstream__activity(struct upstream *u)
 
 static void upstream__chunk_latency(struct upstream *u)
 {
-	if (u->chunk_latency)
-		metrics_record(u->chunk_latency, uv_hrtime() - u->chunk_t0);
+	if (u->metrics)
+		metrics_record(&u->metrics->chunk, uv_hrtime() - u->chunk_t0);
 }
 
 /* Returns nonzero to stop the SSE parser. */
@@ -221,6 +221,8 @@ static size_t upstream__on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	struct upstream *u = ud;
 	size_t n = size * nmemb;
 
+	if (u->metrics)
+		u->metrics->backend_bytes += n;
 	if (u->state == UP_ENDED)
 		return n; /* after [DONE]: drain quietly so the connection is reused */
 	u->chunk_t0 = uv_hrtime();
@@ -399,7 +401,7 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 	u->first_token_ms = p->first_token_ms;
 	u->idle_ms = p->idle_ms;
 	u->total_ms = p->total_ms;
-	u->chunk_latency = p->chunk_latency;
+	u->metrics = p->metrics;
 	sse_init(&u->sse, p->max_line);
 	openai_decoder_init(&u->dec);
 	buf_init(&u->errbody);

@@ -9,6 +9,11 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 : "${BUILD:=build}"
 export BUILD
+# Every daemon a test starts takes a free port for its metrics listener
+# (the config default, 9464, may be taken, and tests must not share one);
+# a test that scrapes reads the port from the daemon's log.
+: "${SUNDYNIX_METRICS_LISTEN:=127.0.0.1:0}"
+export SUNDYNIX_METRICS_LISTEN
 timeout_s=${TEST_TIMEOUT:-300}
 logdir=$(mktemp -d /tmp/sundynix-tests.XXXXXX) || exit 2
 trap 'rm -rf "$logdir"' EXIT

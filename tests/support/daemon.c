@@ -38,10 +38,11 @@ static void h__daemon_write_config(struct h_daemon *d, struct h_nats *n, const c
 	json_t *cfg = json_load_file("config/dispatcher.json", 0, &err);
 	if (!cfg)
 		fail_msg("config/dispatcher.json: %s (tests run from the repository root)", err.text);
-	json_t *defs = json_pack("{s:{s:i,s:i},s:s,s:s,s:{s:i},s:{s:i,s:i},s:{s:i}}", "nats", "reconnect_wait_ms",
-				 1000, "connect_timeout_ms", 2000, "subject_prefix", d->prefix, "instance_id", d->name,
-				 "timeouts", "config_request_ms", 300, "stub", "ttft_ms", 50, "inter_token_ms", 5,
-				 "shutdown", "grace_ms", 3000);
+	/* The metrics listener on a free port: many daemons run at once. */
+	json_t *defs = json_pack("{s:{s:i,s:i},s:s,s:s,s:{s:i},s:{s:i,s:i},s:{s:i},s:{s:s}}", "nats",
+				 "reconnect_wait_ms", 1000, "connect_timeout_ms", 2000, "subject_prefix", d->prefix,
+				 "instance_id", d->name, "timeouts", "config_request_ms", 300, "stub", "ttft_ms", 50,
+				 "inter_token_ms", 5, "shutdown", "grace_ms", 3000, "metrics", "listen", "127.0.0.1:0");
 	assert_non_null(defs);
 	if (n)
 		json_object_set_new(json_object_get(defs, "nats"), "servers", json_pack("[s]", n->url));

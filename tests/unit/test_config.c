@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
 
 #include <ftw.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ static const char *const env_vars[] = {
 	"SUNDYNIX_NATS_URL",     "SUNDYNIX_SUBJECT_PREFIX",	"SUNDYNIX_QUEUE_GROUP",
 	"SUNDYNIX_INSTANCE_ID",  "SUNDYNIX_STUB_TTFT_MS",	"SUNDYNIX_STUB_INTER_TOKEN_MS",
 	"SUNDYNIX_LOG_LEVEL",    "SUNDYNIX_SYSTEM_PROMPT",	"CREDENTIALS_DIRECTORY",
+	"SUNDYNIX_METRICS_LISTEN", "SUNDYNIX_LOG_FORMAT",
 };
 
 static void clear_env(void)
@@ -683,6 +685,52 @@ static void test_keep_restart_keys(void **state)
 	config_free(&next);
 }
 
+/* metrics.listen: address literals and a port, or "" (off); log.format. */
+static void test_metrics_listen_and_log_format(void **state)
+{
+	struct config c;
+	struct sockaddr_storage ss;
+	unsigned len;
+	char text[256];
+
+	(void)state;
+	static const char *const good[] = { "127.0.0.1:9464", "0.0.0.0:0", "[::1]:9464", "[::]:65535" };
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++) {
+		snprintf(text, sizeof(text), "{\"metrics\": {\"listen\": \"%s\"}}", good[i]);
+		load_ok(text, &c);
+		assert_string_equal(c.metrics_listen, good[i]);
+		config_free(&c);
+		assert_int_equal(config_listen_addr(good[i], &ss, &len), 0);
+	}
+	assert_int_equal(config_listen_addr("[::1]:9464", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	load_ok("{\"metrics\": {\"listen\": \"\"}}", &c);
+	assert_string_equal(c.metrics_listen, "");
+	config_free(&c);
+	static const char *const bad[] = { "localhost:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+					   "::1:9464", "[::1]9464", "127.0.0.1:94a", ":9464", "[127.0.0.1]:1" };
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+		snprintf(text, sizeof(text), "{\"metrics\": {\"listen\": \"%s\"}}", bad[i]);
+		expect_error_contains(text, "key 'metrics.listen': '");
+		expect_error_contains(text, "' is not IPv4:PORT or [IPv6]:PORT");
+	}
+	setenv("SUNDYNIX_METRICS_LISTEN", "127.0.0.1:0", 1);
+	load_ok("{}", &c);
+	assert_string_equal(c.metrics_listen, "127.0.0.1:0");
+	config_free(&c);
+	unsetenv("SUNDYNIX_METRICS_LISTEN");
+
+	load_ok("{\"log\": {\"format\": \"json\"}}", &c);
+	assert_string_equal(c.log_format, "json");
+	config_free(&c);
+	expect_error("{\"log\": {\n\"format\": \"xml\"}}", ":2: key 'log.format': must be text or json");
+	setenv("SUNDYNIX_LOG_FORMAT", "json", 1);
+	load_ok("{}", &c);
+	assert_string_equal(c.log_format, "json");
+	config_free(&c);
+	unsetenv("SUNDYNIX_LOG_FORMAT");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -704,6 +752,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_leaves_out_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_docs_match_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_listen_and_log_format, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
