@@ -29,32 +29,26 @@ static void decode_agree(struct openai_decoder *d, const char *s, struct openai_
 	assert_null(why);
 }
 
+/* One field of a piece; NULL wants it absent. */
+static void assert_field(const char *got, size_t got_len, const char *want)
+{
+	if (!want) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_int_equal(got_len, strlen(want));
+	assert_memory_equal(got, want, got_len);
+}
+
 /* Compares one piece; NULL wants the field absent. */
 static void assert_piece(const struct contract_tool_call *tc, int index, const char *id, const char *name,
 			 const char *args)
 {
 	assert_int_equal(tc->index, index);
-	if (!id)
-		assert_null(tc->id);
-	else {
-		assert_non_null(tc->id);
-		assert_int_equal(tc->id_len, strlen(id));
-		assert_memory_equal(tc->id, id, tc->id_len);
-	}
-	if (!name)
-		assert_null(tc->name);
-	else {
-		assert_non_null(tc->name);
-		assert_int_equal(tc->name_len, strlen(name));
-		assert_memory_equal(tc->name, name, tc->name_len);
-	}
-	if (!args)
-		assert_null(tc->arguments);
-	else {
-		assert_non_null(tc->arguments);
-		assert_int_equal(tc->arguments_len, strlen(args));
-		assert_memory_equal(tc->arguments, args, tc->arguments_len);
-	}
+	assert_field(tc->id, tc->id_len, id);
+	assert_field(tc->name, tc->name_len, name);
+	assert_field(tc->arguments, tc->arguments_len, args);
 }
 
 /* ---- single chunks ---- */
