@@ -87,7 +87,7 @@ UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 # mock backend and the real daemon.
 INTEG_TESTS  := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
 INTEG_BINS   := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
-SUPPORT_MODS := fixture bed check file proc tcp nats_server mock daemon gateway stream relay control notify cmd
+SUPPORT_MODS := fixture bed check file proc tcp http nats_server mock daemon gateway stream relay control notify cmd
 SUPPORT_OBJS := $(SUPPORT_MODS:%=$(BUILD)/obj/tests/support/%.o)
 
 # Every object file, for the dependency files beside them.
