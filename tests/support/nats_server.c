@@ -93,6 +93,30 @@ void h_nats_restart(struct h_nats *n)
 	h__nats_spawn(n);
 }
 
+char *h_nats_permissions_conf(const char *disp_pw, const char *gw_pw, const char *ctl_pw)
+{
+	char *text = h_read_file("config/nats-permissions.conf", NULL);
+	if (!text)
+		fail_msg("cannot read config/nats-permissions.conf (tests run from the repository root)");
+	static const char *const from[] = { "CHANGE-ME-dispatcher", "CHANGE-ME-gateway", "CHANGE-ME-control" };
+	const char *to[] = { disp_pw, gw_pw, ctl_pw };
+	for (size_t i = 0; i < 3; i++) {
+		char *at = strstr(text, from[i]);
+		if (!at)
+			fail_msg("config/nats-permissions.conf has no \"%s\" placeholder", from[i]);
+		struct buf b;
+		buf_init(&b);
+		buf_append(&b, text, (size_t)(at - text));
+		buf_append_str(&b, to[i]);
+		buf_append_str(&b, at + strlen(from[i]));
+		free(text);
+		text = b.data;
+		if (strstr(text, from[i]))
+			fail_msg("\"%s\" appears twice in config/nats-permissions.conf", from[i]);
+	}
+	return text;
+}
+
 /* ---- cluster ---- */
 
 /* GET http://127.0.0.1:<mon_port><path> as JSON (caller owns), or NULL when
