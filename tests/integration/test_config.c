@@ -75,9 +75,8 @@ static void test_update_while_streaming(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
-	h_mock_script(mock_a, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":50}");
-	h_use_mock(c, d, mock_a, "m-a", "", 1);
+	struct h_daemon *d = h_daemon_start_on_mock(nats, NULL, &c, mock_a,
+						     "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":50}", "m-a", 1);
 
 	struct h_stream *s1 = h_stream_submit(c, "r-uws-1", "slow please");
 	assert_true(h_stream_wait_count(s1, 3, 5000));
