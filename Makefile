@@ -58,12 +58,13 @@ CTL    := $(BUILD)/sundynixctl
 MOCK   := $(BUILD)/tools/mock-backend
 
 # Unit tests (cmocka): each links the production objects of its module.
-UNIT_TESTS := sse openai openai_corpus openai_tools contract contract_tools contract_stream provider modelcfg prompt \
+UNIT_TESTS := sse openai openai_corpus openai_tools openai_tool_streams contract contract_tools contract_stream provider modelcfg prompt \
 	config util pool record request request_stream metrics srv
 unit_objs_sse      := util sse
 unit_objs_openai   := util openai sse
 unit_objs_openai_corpus := util openai sse
 unit_objs_openai_tools := util openai sse
+unit_objs_openai_tool_streams := util openai sse
 unit_objs_contract := util contract
 unit_objs_contract_tools := util contract
 unit_objs_contract_stream := util contract
@@ -86,7 +87,7 @@ UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/unit_%)
 # mock backend and the real daemon.
 INTEG_TESTS  := $(patsubst tests/integration/test_%.c,%,$(wildcard tests/integration/test_*.c))
 INTEG_BINS   := $(INTEG_TESTS:%=$(BUILD)/tests/integ_%)
-SUPPORT_MODS := fixture bed check file proc tcp nats_server mock daemon gateway stream relay control notify cmd
+SUPPORT_MODS := fixture bed check file proc tcp http nats_server mock daemon gateway stream relay control notify cmd
 SUPPORT_OBJS := $(SUPPORT_MODS:%=$(BUILD)/obj/tests/support/%.o)
 
 # Every object file, for the dependency files beside them.

@@ -472,9 +472,8 @@ static void test_keepalive_before_first_token(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(cluster->nodes[0], "{\"stream\":{\"keepalive_ms\":500}}", &c);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":5,\"ttft_ms\":1500,\"inter_ms\":50}");
-	h_use_mock(c, d, mock, "m-ka", "", -1);
+	struct h_daemon *d = h_daemon_start_on_mock(cluster->nodes[0], "{\"stream\":{\"keepalive_ms\":500}}", &c, mock,
+						     "{\"mode\":\"stream\",\"tokens\":5,\"ttft_ms\":1500,\"inter_ms\":50}", "m-ka", -1);
 	struct h_relay *r = h_relay_open(cluster->nodes[0]->url, c->prefix, "ka-", KEEPALIVE_MS);
 
 	size_t i = h_relay_submit(r, "wait for it", 5000);

@@ -193,37 +193,12 @@ static void test_wrong_password(void **state)
 	h_daemon_assert_log_lacks(d, wrong);
 }
 
-/* config/nats-permissions.conf with only its passwords replaced. */
-static char *permissions_conf(const char *disp_pw, const char *gw_pw, const char *ctl_pw)
-{
-	char *text = h_read_file("config/nats-permissions.conf", NULL);
-	if (!text)
-		fail_msg("cannot read config/nats-permissions.conf (tests run from the repository root)");
-	static const char *const from[] = { "CHANGE-ME-dispatcher", "CHANGE-ME-gateway", "CHANGE-ME-control" };
-	const char *to[] = { disp_pw, gw_pw, ctl_pw };
-	for (size_t i = 0; i < 3; i++) {
-		char *at = strstr(text, from[i]);
-		if (!at)
-			fail_msg("config/nats-permissions.conf has no \"%s\" placeholder", from[i]);
-		struct buf b;
-		buf_init(&b);
-		buf_append(&b, text, (size_t)(at - text));
-		buf_append_str(&b, to[i]);
-		buf_append_str(&b, at + strlen(from[i]));
-		free(text);
-		text = b.data;
-		if (strstr(text, from[i]))
-			fail_msg("\"%s\" appears twice in config/nats-permissions.conf", from[i]);
-	}
-	return text;
-}
-
 static void test_permissions(void **state)
 {
 	(void)state;
 	/* The file grants subjects under the default prefix and queue group. */
 	const char *prefix = "sundynix";
-	char *conf = permissions_conf("pw-disp-7e3", "pw-gw-9a1", "pw-ctl-2c5");
+	char *conf = h_nats_permissions_conf("pw-disp-7e3", "pw-gw-9a1", "pw-ctl-2c5");
 	struct h_nats *n = h_nats_start(conf);
 	free(conf);
 	char *env_dir = credentials_env("credentials-perm", "pw-disp-7e3");

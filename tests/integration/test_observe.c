@@ -7,7 +7,6 @@
  * instance, `sundynixctl ping` and `stats` list both, and the shipped NATS
  * permissions allow it. The one log line per request in json: done, error
  * and cancelled, every field, and no key, prompt or delta text anywhere. */
-#include <curl/curl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -43,7 +42,7 @@ static const struct h_bed bed = {
 	.hard_exit = true,
 };
 
-/* ---- helpers of this file: HTTP to the listener, scrape parsing ---- */
+/* ---- helpers of this file: daemon overrides, scrape parsing ---- */
 
 /* h_daemon_spawn with the overrides as a JSON value. */
 static struct h_daemon *spawn_json(struct h_nats *n, const char *prefix, json_t *ov, const struct h_daemon_opts *o)
@@ -52,50 +51,6 @@ static struct h_daemon *spawn_json(struct h_nats *n, const char *prefix, json_t 
 	struct h_daemon *d = h_daemon_spawn(n, prefix, text, o);
 	free(text);
 	return d;
-}
-
-static size_t curl_write(char *p, size_t size, size_t n, void *ud)
-{
-	buf_append(ud, p, size * n);
-	return size * n;
-}
-
-/* GET http://127.0.0.1:port/path; returns the body (caller frees) and the
- * status in *status (0 when no answer). */
-static char *http_get(int port, const char *path, long *status)
-{
-	struct buf out;
-	char url[128];
-	CURL *e = curl_easy_init();
-
-	buf_init(&out);
-	buf_append(&out, "", 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, curl_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	*status = 0;
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-	curl_easy_cleanup(e);
-	return out.data;
-}
-
-/* The metrics port the daemon logged ("metrics listener: http://127.0.0.1:PORT/"). */
-static int metrics_port(struct h_daemon *d)
-{
-	const char *needle = "metrics listener: http://127.0.0.1:";
-	if (!h_daemon_wait_log(d, needle, 5000)) {
-		h_daemon_dump_log(d);
-		fail_msg("the daemon did not log its metrics listener");
-	}
-	char *log = h_read_file(d->log_path, NULL);
-	int port = atoi(strstr(log, needle) + strlen(needle));
-	free(log);
-	assert_true(port > 0);
-	return port;
 }
 
 /* The value of the sample whose name and labels are exactly series, or -1. */
@@ -152,7 +107,7 @@ static void test_metrics_counts_and_promtool(void **state)
 	const char *prefix = h_prefix();
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 	struct h_client *c = h_client_connect(nats, prefix);
-	int port = metrics_port(d);
+	int port = h_daemon_metrics_port(d);
 	long status;
 
 	h_use_mock(c, d, mock, "m-obs", KEY, 7);
@@ -169,7 +124,7 @@ static void test_metrics_counts_and_promtool(void **state)
 	}
 	submit_bad(c, "obs-bad-0");
 
-	char *text = http_get(port, "/metrics", &status);
+	char *text = h_http_get(port, "/metrics", &status);
 	assert_int_equal(status, 200);
 	expect_sample(text, "sundynix_requests_total{outcome=\"done\"}", 3);
 	expect_sample(text, "sundynix_requests_total{outcome=\"upstream_http\"}", 2);
@@ -226,13 +181,13 @@ static void test_metrics_counts_and_promtool(void **state)
 	free(path);
 	free(text);
 
-	text = http_get(port, "/healthz", &status);
+	text = h_http_get(port, "/healthz", &status);
 	assert_int_equal(status, 200);
 	free(text);
-	text = http_get(port, "/readyz", &status);
+	text = h_http_get(port, "/readyz", &status);
 	assert_int_equal(status, 200);
 	free(text);
-	text = http_get(port, "/nope", &status);
+	text = h_http_get(port, "/nope", &status);
 	assert_int_equal(status, 404);
 	free(text);
 	h_daemon_stop_ok(d);
@@ -245,7 +200,7 @@ static char *wait_ready_status(int port, long want, int timeout_ms)
 	char *body = NULL;
 	for (int waited = 0;; waited += 50) {
 		free(body);
-		body = http_get(port, "/readyz", &status);
+		body = h_http_get(port, "/readyz", &status);
 		if (status == want || waited >= timeout_ms)
 			break;
 		h_sleep_ms(50);
@@ -261,7 +216,7 @@ static void test_readyz_follows_nats(void **state)
 	struct h_nats *nats = h_nats_start(NULL);
 	const char *prefix = h_prefix();
 	struct h_daemon *d = h_daemon_start(nats, prefix, "{\"nats\":{\"reconnect_wait_ms\":100}}");
-	int port = metrics_port(d);
+	int port = h_daemon_metrics_port(d);
 
 	free(wait_ready_status(port, 200, 5000));
 	h_nats_halt(nats);
@@ -270,16 +225,16 @@ static void test_readyz_follows_nats(void **state)
 	assert_int_equal(strchr(why, '\n') - why, (long)strlen(why) - 1); /* one line */
 	free(why);
 	long status;
-	char *text = http_get(port, "/healthz", &status);
+	char *text = h_http_get(port, "/healthz", &status);
 	assert_int_equal(status, 200); /* the loop is alive all the same */
 	free(text);
-	text = http_get(port, "/metrics", &status);
+	text = h_http_get(port, "/metrics", &status);
 	expect_sample(text, "sundynix_nats_connected", 0);
 	free(text);
 
 	h_nats_resume(nats);
 	free(wait_ready_status(port, 200, 15000));
-	text = http_get(port, "/metrics", &status);
+	text = h_http_get(port, "/metrics", &status);
 	expect_sample(text, "sundynix_nats_connected", 1);
 	expect_sample(text, "sundynix_nats_reconnects_total", 1);
 	free(text);
@@ -478,21 +433,8 @@ static void test_srv_two_instances(void **state)
 static void test_srv_under_permissions(void **state)
 {
 	(void)state;
-	char *text = h_read_file("config/nats-permissions.conf", NULL);
-	assert_non_null(text);
-	static const char *const from[] = { "CHANGE-ME-dispatcher", "CHANGE-ME-control" };
-	static const char *const to[] = { "pw-obs-disp", "pw-obs-ctl" };
-	for (size_t i = 0; i < 2; i++) {
-		char *at = strstr(text, from[i]);
-		assert_non_null(at);
-		struct buf b;
-		buf_init(&b);
-		buf_append(&b, text, (size_t)(at - text));
-		buf_append_str(&b, to[i]);
-		buf_append_str(&b, at + strlen(from[i]));
-		free(text);
-		text = b.data;
-	}
+	/* The gateway user is not used here. */
+	char *text = h_nats_permissions_conf("pw-obs-disp", "pw-obs-gw", "pw-obs-ctl");
 	struct h_nats *n = h_nats_start(text);
 	free(text);
 	struct h_client_auth ca = { .user = "sundynix-control", .password = "pw-obs-ctl" };

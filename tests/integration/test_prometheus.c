@@ -24,46 +24,6 @@
 #define PROMETHEUS "/usr/bin/prometheus"
 #define FAIL_500 "{\"mode\":\"status\",\"status\":500,\"body\":\"{\\\"error\\\":{\\\"message\\\":\\\"boom\\\"}}\"}"
 
-static size_t curl_write(char *p, size_t size, size_t n, void *ud)
-{
-	buf_append(ud, p, size * n);
-	return size * n;
-}
-
-/* GET http://127.0.0.1:port/path; body (caller frees), status in *status. */
-static char *http_get(int port, const char *path, long *status)
-{
-	struct buf out;
-	char url[512];
-	CURL *e = curl_easy_init();
-
-	buf_init(&out);
-	buf_append(&out, "", 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, curl_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	*status = 0;
-	if (curl_easy_perform(e) == CURLE_OK)
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-	curl_easy_cleanup(e);
-	return out.data;
-}
-
-static int metrics_port(struct h_daemon *d)
-{
-	const char *needle = "metrics listener: http://127.0.0.1:";
-	if (!h_daemon_wait_log(d, needle, 5000))
-		fail_msg("the daemon did not log its metrics listener");
-	char *log = h_read_file(d->log_path, NULL);
-	int port = atoi(strstr(log, needle) + strlen(needle));
-	free(log);
-	assert_true(port > 0);
-	return port;
-}
-
 static void chat_expect(struct h_client *c, const char *rid, const char *want)
 {
 	struct h_stream *s = h_stream_open(c, rid);
@@ -78,7 +38,7 @@ static void chat_expect(struct h_client *c, const char *rid, const char *want)
 static json_t *query_by_outcome(int port)
 {
 	long status;
-	char *body = http_get(port, "/api/v1/query?query=sundynix_requests_total", &status);
+	char *body = h_http_get(port, "/api/v1/query?query=sundynix_requests_total", &status);
 	json_t *j = status == 200 ? json_loads(body, 0, NULL) : NULL;
 	free(body);
 	if (!j)
@@ -108,7 +68,7 @@ static void test_prometheus_counts_by_outcome(void **state)
 	const char *prefix = h_prefix();
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 	struct h_client *c = h_client_connect(nats, prefix);
-	int mport = metrics_port(d);
+	int mport = h_daemon_metrics_port(d);
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":3,\"ttft_ms\":0,\"inter_ms\":0}");
 	h_use_mock(c, d, mock, "m-prom", "", 1);
 
@@ -156,7 +116,7 @@ static void test_prometheus_counts_by_outcome(void **state)
 	long status = 0;
 	for (int waited = 0; waited < 30000 && status != 200; waited += 100) {
 		h_sleep_ms(100);
-		free(http_get(pport, "/-/ready", &status));
+		free(h_http_get(pport, "/-/ready", &status));
 		if (!h_proc_alive(prom))
 			fail_msg("prometheus exited; see %s", prom->log_path);
 	}
@@ -190,7 +150,7 @@ static void test_prometheus_counts_by_outcome(void **state)
 	free(dump);
 	json_decref(got);
 
-	char *up = http_get(pport, "/api/v1/query?query=up", &status);
+	char *up = h_http_get(pport, "/api/v1/query?query=up", &status);
 	assert_int_equal(status, 200);
 	H_ASSERT_CONTAINS(up, "\"job\":\"sundynix-dispatcher\"");
 	H_ASSERT_CONTAINS(up, "\"1\"]");
@@ -200,7 +160,7 @@ static void test_prometheus_counts_by_outcome(void **state)
 	json_t *rules = NULL;
 	size_t healthy = 0;
 	for (int waited = 0; waited < 15000 && healthy < 4; waited += 250) {
-		char *body = http_get(pport, "/api/v1/rules", &status);
+		char *body = h_http_get(pport, "/api/v1/rules", &status);
 		json_decref(rules);
 		rules = json_loads(body, 0, NULL);
 		free(body);

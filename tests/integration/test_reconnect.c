@@ -23,9 +23,8 @@ static void test_nats_restart_mid_stream(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(nats, "{\"nats\":{\"reconnect_wait_ms\":1000}}", &c);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":60,\"ttft_ms\":0,\"inter_ms\":40}");
-	h_use_mock(c, d, mock, "m-rc", "", -1);
+	struct h_daemon *d = h_daemon_start_on_mock(nats, "{\"nats\":{\"reconnect_wait_ms\":1000}}", &c, mock,
+						     "{\"mode\":\"stream\",\"tokens\":60,\"ttft_ms\":0,\"inter_ms\":40}", "m-rc", -1);
 
 	struct h_stream *s = h_stream_submit(c, "r-rc", "keep going");
 	assert_true(h_stream_wait_count(s, 5, 5000));
@@ -38,10 +37,7 @@ static void test_nats_restart_mid_stream(void **state)
 
 	h_stream_done(s, 20000);
 	assert_int_equal(h_stream_count(s), 61);
-	char *text = h_stream_text(s, "token"), *want = h_mock_tokens(60);
-	assert_string_equal(text, want);
-	free(want);
-	free(text);
+	h_stream_expect_mock_tokens(s, 60);
 	if (!h_daemon_log_contains(d, "reconnect"))
 		h_log("note: the daemon did not log a line containing \"reconnect\"");
 

@@ -179,9 +179,8 @@ static void test_duplicate_in_flight(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":30}");
-	h_use_mock(c, d, mock, "m-dup", "", -1);
+	struct h_daemon *d = h_daemon_start_on_mock(nats, NULL, &c, mock,
+						     "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":30}", "m-dup", -1);
 	struct h_stream *s = h_stream_submit(c, "r-dup", "first");
 	assert_true(h_stream_wait_count(s, 2, 5000));
 	expect_refused(c, "r-dup", "bad_request");
@@ -203,9 +202,8 @@ static void test_busy(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(nats, "{\"limits\":{\"max_inflight\":2}}", &c);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":40}");
-	h_use_mock(c, d, mock, "m-busy", "", -1);
+	struct h_daemon *d = h_daemon_start_on_mock(nats, "{\"limits\":{\"max_inflight\":2}}", &c, mock,
+						     "{\"mode\":\"stream\",\"tokens\":20,\"ttft_ms\":0,\"inter_ms\":40}", "m-busy", -1);
 	struct h_stream *s1 = h_stream_open(c, "r-busy-1");
 	struct h_stream *s2 = h_stream_open(c, "r-busy-2");
 	struct h_stream *s3 = h_stream_open(c, "r-busy-3");

@@ -24,9 +24,8 @@ static void test_bad_configs_refused(void **state)
 {
 	(void)state;
 	struct h_client *c;
-	struct h_daemon *d = h_daemon_start_client(nats, NULL, &c);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":3,\"ttft_ms\":0,\"inter_ms\":0}");
-	h_use_mock(c, d, mock, "m-good", "", 3);
+	struct h_daemon *d = h_daemon_start_on_mock(nats, NULL, &c, mock,
+						     "{\"mode\":\"stream\",\"tokens\":3,\"ttft_ms\":0,\"inter_ms\":0}", "m-good", 3);
 
 	static const char *const urls[] = { "ftp://127.0.0.1/v1", "file:///etc/passwd", "gopher://127.0.0.1:70/" };
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(urls); i++) {

@@ -53,17 +53,6 @@ static struct h_daemon *start_on_mock(struct h_client **c)
 	return d;
 }
 
-static json_t *last_request_body(void)
-{
-	json_t *reqs = h_mock_requests(mock);
-	assert_true(json_array_size(reqs) >= 1);
-	json_t *body = json_incref(json_object_get(json_array_get(reqs, json_array_size(reqs) - 1), "body"));
-	json_decref(reqs);
-	if (!json_is_object(body))
-		fail_msg("the mock recorded a body that is not a JSON object");
-	return body;
-}
-
 static void assert_json_equal(json_t *got, const char *want_text, const char *what)
 {
 	json_t *want = h_json_parse(want_text);
@@ -192,7 +181,7 @@ static void test_parallel_calls_end_to_end(void **state)
 	json_decref(events);
 
 	/* What the backend got: the new params and the parts unchanged. */
-	json_t *req = last_request_body();
+	json_t *req = h_mock_last_body(mock);
 	assert_json_equal(json_object_get(req, "tools"), TOOLS, "tools");
 	assert_json_equal(json_object_get(req, "tool_choice"), "\"auto\"", "tool_choice");
 	assert_json_equal(json_object_get(req, "parallel_tool_calls"), "true", "parallel_tool_calls");
@@ -233,7 +222,7 @@ static void test_tool_results_forwarded(void **state)
 	free(body);
 	assert_string_equal(h_jstr(h_stream_finish(s, 10000), "type"), "done");
 
-	json_t *req = last_request_body();
+	json_t *req = h_mock_last_body(mock);
 	json_t *msgs = json_object_get(req, "messages");
 	assert_int_equal(json_array_size(msgs), 3);
 	assert_json_equal(json_object_get(json_array_get(msgs, 1), "tool_calls"), calls, "tool_calls");
@@ -260,7 +249,7 @@ static void test_no_tools_plain_text(void **state)
 	char *text = h_stream_text(s, "token");
 	assert_string_equal(text, "tok0 tok1 tok2 ");
 	free(text);
-	json_t *req = last_request_body();
+	json_t *req = h_mock_last_body(mock);
 	assert_null(json_object_get(req, "tools"));
 	json_decref(req);
 	h_daemon_stop_ok(d);
@@ -330,7 +319,7 @@ static void test_ctl_tools(void **state)
 		buf_free(&call.args);
 	}
 
-	json_t *req = last_request_body();
+	json_t *req = h_mock_last_body(mock);
 	assert_json_equal(json_object_get(req, "tools"), TOOLS, "tools");
 	char *rf = xasprintf("{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"response\",\"schema\":%s}}", schema);
 	assert_json_equal(json_object_get(req, "response_format"), rf, "response_format");

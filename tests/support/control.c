@@ -52,6 +52,15 @@ void h_use_mock(struct h_client *c, struct h_daemon *d, struct h_mock *m, const 
 	h_use_url(c, d, m->base_url, model, api_key, revision);
 }
 
+struct h_daemon *h_daemon_start_on_mock(struct h_nats *n, const char *overrides_json, struct h_client **c,
+					struct h_mock *m, const char *script, const char *model, long long revision)
+{
+	struct h_daemon *d = h_daemon_start_client(n, overrides_json, c);
+	h_mock_script(m, "%s", script);
+	h_use_mock(*c, d, m, model, "", revision);
+	return d;
+}
+
 void h_apply_config(struct h_client *c, struct h_daemon *d, const char *model, const char *fmt, ...)
 {
 	char needle[256];

@@ -12,6 +12,7 @@
 struct h_client;
 struct h_daemon;
 struct h_mock;
+struct h_nats;
 
 /* Publishes body on <prefix>.config.model.updated, without waiting. */
 void h_publish_config(struct h_client *c, const char *body);
@@ -23,6 +24,12 @@ void h_use_url(struct h_client *c, struct h_daemon *d, const char *url, const ch
 /* h_use_url with the mock's base URL. */
 void h_use_mock(struct h_client *c, struct h_daemon *d, struct h_mock *m, const char *model,
 		const char *api_key, long long revision);
+/* h_daemon_start_client on n with overrides_json (may be NULL), then the mock
+ * scripted for every request with script and the daemon pointed at it for
+ * model (no API key; revision as for h_use_mock): the usual start of a test
+ * that streams from the mock. */
+struct h_daemon *h_daemon_start_on_mock(struct h_nats *n, const char *overrides_json, struct h_client **c,
+					struct h_mock *m, const char *script, const char *model, long long revision);
 /* Publishes a ModelConfig built by printf (checked to be JSON) for model and
  * waits until the daemon logs it applied once more. */
 void h_apply_config(struct h_client *c, struct h_daemon *d, const char *model, const char *fmt, ...)

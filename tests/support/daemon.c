@@ -253,3 +253,17 @@ void h_daemon_dump_log(struct h_daemon *d)
 	fprintf(stderr, "---- %s (tail) ----\n%s---- end ----\n", d->log_path, start);
 	free(log);
 }
+
+int h_daemon_metrics_port(struct h_daemon *d)
+{
+	const char *needle = "metrics listener: http://127.0.0.1:";
+	if (!h_daemon_wait_log(d, needle, 5000)) {
+		h_daemon_dump_log(d);
+		fail_msg("the daemon did not log its metrics listener");
+	}
+	char *log = h_read_file(d->log_path, NULL);
+	int port = atoi(strstr(log, needle) + strlen(needle));
+	free(log);
+	assert_true(port > 0);
+	return port;
+}

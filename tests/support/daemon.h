@@ -77,5 +77,9 @@ size_t h_daemon_log_count(struct h_daemon *d, const char *needle);
 void h_daemon_assert_log_lacks(struct h_daemon *d, const char *secret);
 /* Prints the tail of the log to stderr (for failure diagnosis). */
 void h_daemon_dump_log(struct h_daemon *d);
+/* The port of the metrics listener the daemon logged ("metrics listener:
+ * http://127.0.0.1:PORT/"); fails the test, with the log, unless it logs one
+ * within 5 s. */
+int h_daemon_metrics_port(struct h_daemon *d);
 
 #endif

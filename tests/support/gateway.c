@@ -29,6 +29,15 @@ struct h_client *h_client_connect(struct h_nats *n, const char *prefix)
 	return h_client_connect_auth(n, prefix, NULL);
 }
 
+void h_client_options_reconnect(natsOptions *o)
+{
+	assert_int_equal(natsOptions_SetAllowReconnect(o, true), NATS_OK);
+	assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
+	assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
+	assert_int_equal(natsOptions_SetReconnectJitter(o, 0, 0), NATS_OK);
+	assert_int_equal(natsOptions_SetTimeout(o, 2000), NATS_OK);
+}
+
 struct h_client *h_client_connect_auth(struct h_nats *n, const char *prefix, const struct h_client_auth *a)
 {
 	natsOptions *o = NULL;
@@ -36,11 +45,7 @@ struct h_client *h_client_connect_auth(struct h_nats *n, const char *prefix, con
 	c->prefix = xstrdup(prefix);
 	assert_int_equal(natsOptions_Create(&o), NATS_OK);
 	assert_int_equal(natsOptions_SetURL(o, n->url), NATS_OK);
-	assert_int_equal(natsOptions_SetAllowReconnect(o, true), NATS_OK);
-	assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
-	assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
-	assert_int_equal(natsOptions_SetReconnectJitter(o, 0, 0), NATS_OK);
-	assert_int_equal(natsOptions_SetTimeout(o, 2000), NATS_OK);
+	h_client_options_reconnect(o);
 	if (a && a->user)
 		assert_int_equal(natsOptions_SetUserInfo(o, a->user, a->password), NATS_OK);
 	if (a && a->token)

@@ -16,6 +16,9 @@ struct h_client {
 	char *prefix;
 };
 
+/* Sets o to reconnect as every test client does: forever, 50 ms apart, no
+ * jitter, with a 2 s connect timeout. */
+void h_client_options_reconnect(natsOptions *o);
 struct h_client *h_client_connect(struct h_nats *n, const char *prefix);
 /* A client that authenticates; any field may be NULL. A ca_file turns TLS on. */
 struct h_client_auth {

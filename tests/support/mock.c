@@ -1,7 +1,6 @@
-/* mock: see mock.h. One blocking curl easy handle per control call. */
+/* mock: see mock.h. One blocking HTTP request (http.h) per control call. */
 #include "mock.h"
 
-#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "check.h"
 #include "file.h"
 #include "fixture.h"
+#include "http.h"
 #include "proc.h"
 
 static void h__mock_cleanup(void *p)
@@ -83,50 +83,22 @@ void h_mock_kill(struct h_mock *m)
 	h_proc_kill(m->proc);
 }
 
-static size_t h__curl_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	buf_append(ud, ptr, size * nmemb);
-	return size * nmemb;
-}
-
 static json_t *h__mock_http(struct h_mock *m, const char *path, const char *body)
 {
-	CURL *e = curl_easy_init();
-	struct buf out;
-	struct curl_slist *hdrs = NULL;
-	char url[256];
-	long status = 0;
-
-	buf_init(&out);
-	buf_reserve(&out, 0);
-	out.data[0] = '\0';
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", m->port, path);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h__curl_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	if (body) {
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	CURLcode rc = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(e);
-	curl_slist_free_all(hdrs);
-	const char *method = body ? "POST" : "GET";
+	const char *method = body ? "POST" : "GET", *error;
+	long status;
+	char *out = h_http(m->port, path, body, 5000, &status, &error);
 	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", out.data);
-	json_t *j = rc == CURLE_OK ? json_loads(out.data, JSON_DECODE_ANY, NULL) : NULL;
-	buf_free(&out);
-	if (rc != CURLE_OK)
-		fail_msg("mock %s %s: %s", method, url, curl_easy_strerror(rc));
+
+	snprintf(msg, sizeof(msg), "%s", out);
+	json_t *j = error ? NULL : json_loads(out, JSON_DECODE_ANY, NULL);
+	free(out);
+	if (error)
+		fail_msg("mock %s 127.0.0.1:%d%s: %s", method, m->port, path, error);
 	if (status < 200 || status > 299)
-		fail_msg("mock %s %s: HTTP %ld: %s", method, url, status, msg);
+		fail_msg("mock %s 127.0.0.1:%d%s: HTTP %ld: %s", method, m->port, path, status, msg);
 	if (!j)
-		fail_msg("mock %s: answer is not JSON: %s", url, msg);
+		fail_msg("mock 127.0.0.1:%d%s: answer is not JSON: %s", m->port, path, msg);
 	return j;
 }
 

@@ -1,7 +1,6 @@
 /* nats_server: see nats_server.h. */
 #include "nats_server.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +16,7 @@
 #include "check.h"
 #include "file.h"
 #include "fixture.h"
+#include "http.h"
 #include "proc.h"
 #include "tcp.h"
 #include "util.h"
@@ -93,35 +93,41 @@ void h_nats_restart(struct h_nats *n)
 	h__nats_spawn(n);
 }
 
-/* ---- cluster ---- */
-
-static size_t h__nats_http_write(char *ptr, size_t size, size_t nmemb, void *ud)
+char *h_nats_permissions_conf(const char *disp_pw, const char *gw_pw, const char *ctl_pw)
 {
-	buf_append(ud, ptr, size * nmemb);
-	return size * nmemb;
+	char *text = h_read_file("config/nats-permissions.conf", NULL);
+	if (!text)
+		fail_msg("cannot read config/nats-permissions.conf (tests run from the repository root)");
+	static const char *const from[] = { "CHANGE-ME-dispatcher", "CHANGE-ME-gateway", "CHANGE-ME-control" };
+	const char *to[] = { disp_pw, gw_pw, ctl_pw };
+	for (size_t i = 0; i < 3; i++) {
+		char *at = strstr(text, from[i]);
+		if (!at)
+			fail_msg("config/nats-permissions.conf has no \"%s\" placeholder", from[i]);
+		struct buf b;
+		buf_init(&b);
+		buf_append(&b, text, (size_t)(at - text));
+		buf_append_str(&b, to[i]);
+		buf_append_str(&b, at + strlen(from[i]));
+		free(text);
+		text = b.data;
+		if (strstr(text, from[i]))
+			fail_msg("\"%s\" appears twice in config/nats-permissions.conf", from[i]);
+	}
+	return text;
 }
+
+/* ---- cluster ---- */
 
 /* GET http://127.0.0.1:<mon_port><path> as JSON (caller owns), or NULL when
  * the node does not answer (it may be starting or dead). */
 static json_t *h__nats_monitor(struct h_nats *n, const char *path)
 {
-	char url[128];
-	struct buf out;
-	long status = 0;
-	CURL *e = curl_easy_init();
+	long status;
+	char *out = h_http(n->mon_port, path, NULL, 2000, &status, NULL);
+	json_t *j = status == 200 && *out ? json_loads(out, 0, NULL) : NULL;
 
-	buf_init(&out);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", n->mon_port, path);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h__nats_http_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &out);
-	CURLcode rc = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(e);
-	json_t *j = rc == CURLE_OK && status == 200 && out.len ? json_loadb(out.data, out.len, 0, NULL) : NULL;
-	buf_free(&out);
+	free(out);
 	return j;
 }
 

@@ -56,4 +56,9 @@ void h_nats_cluster_resume(struct h_nats_cluster *c);
  * within timeout_ms. */
 int h_nats_cluster_node_of(struct h_nats_cluster *c, const char *client_name, int timeout_ms);
 
+/* config/nats-permissions.conf (tests run from the repository root) with
+ * its three CHANGE-ME passwords replaced, for h_nats_start (caller frees).
+ * Fails the test unless each placeholder is there exactly once. */
+char *h_nats_permissions_conf(const char *disp_pw, const char *gw_pw, const char *ctl_pw);
+
 #endif

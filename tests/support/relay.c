@@ -253,11 +253,7 @@ struct h_relay *h_relay_open(const char *url, const char *prefix, const char *ta
 	assert_int_equal(natsOptions_SetServers(o, servers, ns), NATS_OK);
 	free(urls);
 	assert_int_equal(natsOptions_SetName(o, r->name), NATS_OK);
-	assert_int_equal(natsOptions_SetAllowReconnect(o, true), NATS_OK);
-	assert_int_equal(natsOptions_SetMaxReconnect(o, -1), NATS_OK);
-	assert_int_equal(natsOptions_SetReconnectWait(o, 50), NATS_OK);
-	assert_int_equal(natsOptions_SetReconnectJitter(o, 0, 0), NATS_OK);
-	assert_int_equal(natsOptions_SetTimeout(o, 2000), NATS_OK);
+	h_client_options_reconnect(o);
 	assert_int_equal(natsOptions_SetReconnectedCB(o, h__relay_reconnected_cb, r), NATS_OK);
 	natsStatus s = natsConnection_Connect(&r->nc, o);
 	natsOptions_Destroy(o);

@@ -19,6 +19,7 @@
 #include "check.h"
 #include "fixture.h"
 #include "gateway.h"
+#include "mock.h"
 #include "util.h"
 
 struct h_stream {
@@ -293,4 +294,12 @@ void h_chat(struct h_client *c, const char *rid, const char *model)
 	struct h_stream *s = h_stream_submit(c, rid, "hello");
 	assert_string_equal(h_jstr(h_stream_done(s, 15000), "model"), model);
 	h_stream_close(s);
+}
+
+void h_stream_expect_mock_tokens(struct h_stream *s, int n)
+{
+	char *text = h_stream_text(s, "token"), *want = h_mock_tokens(n);
+	assert_string_equal(text, want);
+	free(want);
+	free(text);
 }

@@ -5,6 +5,7 @@
  *   file         whole files, waiting for text in a log
  *   proc         child processes: spawn, stop by pid, sanitizer reports
  *   tcp          free ports, a blackhole port, a raw HTTP server
+ *   http         one HTTP request to a loopback port: body and status
  *   nats_server  a real nats-server: start, restart, halt and resume; a cluster
  *   mock         the mock backend and its control endpoints
  *   daemon       the real dispatcher: config, start, signals, its log
@@ -26,6 +27,7 @@
 #include "file.h"
 #include "fixture.h"
 #include "gateway.h"
+#include "http.h"
 #include "mock.h"
 #include "nats_server.h"
 #include "notify.h"

@@ -15,37 +15,9 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "stderr_capture.h"
 
-static char cap_path[64];
-static int cap_fd = -1;
-static int cap_saved = -1;
-
-/* stderr into a temp file until cap_end (as test_util does). */
-static void cap_begin(void)
-{
-	strcpy(cap_path, "/tmp/sundynix-metrics-XXXXXX");
-	cap_fd = mkstemp(cap_path);
-	assert_true(cap_fd >= 0);
-	fflush(stderr);
-	cap_saved = dup(STDERR_FILENO);
-	assert_true(cap_saved >= 0);
-	assert_int_equal(dup2(cap_fd, STDERR_FILENO), STDERR_FILENO);
-}
-
-static char *cap_end(void)
-{
-	fflush(stderr);
-	assert_int_equal(dup2(cap_saved, STDERR_FILENO), STDERR_FILENO);
-	close(cap_saved);
-	off_t n = lseek(cap_fd, 0, SEEK_END);
-	assert_true(n >= 0);
-	char *text = xmalloc((size_t)n + 1);
-	assert_int_equal(pread(cap_fd, text, (size_t)n, 0), n);
-	text[n] = '\0';
-	close(cap_fd);
-	unlink(cap_path);
-	return text;
-}
+static struct stderr_capture cap;
 
 static int setup(void **state)
 {
@@ -180,10 +152,10 @@ static void test_null_metrics(void **state)
 	metrics_probe(NULL, 1, "x");
 	assert_int_equal(q.tokens, 1);
 	assert_int_equal(q.ttft_ms, 7);
-	cap_begin();
+	capture_begin(&cap);
 	const struct metrics_end e = { CONTRACT_UPSTREAM_HTTP, "HTTP 500: boom", "m", "http://a/v1", 1, 20, NULL, NULL };
 	metrics_request_end(NULL, &q, "r", &e);
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	assert_non_null(strstr(out, "request failed"));
 	free(out);
 }
@@ -197,9 +169,9 @@ static void test_log_line_text(void **state)
 	metrics_request_delta(NULL, &q, CONTRACT_TOKEN, 12);
 	const struct contract_usage u = { 3, 4, 7 };
 	const struct metrics_end e = { CONTRACT_OK, NULL, "qwen", "http://gpu:8000/v1", 1, 99, "stop", &u };
-	cap_begin();
+	capture_begin(&cap);
 	metrics_request_end(NULL, &q, "req-1", &e);
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	if (!strstr(out, " info [req-1] request done session_id=\"s 1\" model=qwen endpoint=http://gpu:8000/v1 "
 			 "attempts=1 ttft_ms=12 duration_ms=99 tokens=1 reasoning=0 outcome=done finish_reason=stop "
 			 "prompt_tokens=3 completion_tokens=4\n"))
@@ -217,10 +189,10 @@ static void test_log_line_json(void **state)
 	metrics_request_accepted(NULL, &q, "s\"\n2");
 	const struct metrics_end e = { CONTRACT_UPSTREAM_TIMEOUT, "no first token within 60000 ms", "qwen", NULL, 2,
 				       60001, NULL, NULL };
-	cap_begin();
+	capture_begin(&cap);
 	metrics_request_end(NULL, &q, "req-2", &e);
 	log_info(NULL, "plain \"line\"");
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	log_set_format(LOG_FORMAT_TEXT);
 
 	char *nl = strchr(out, '\n');

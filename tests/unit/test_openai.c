@@ -15,18 +15,10 @@
 
 #include "openai.h"
 #include "../openai_agree.h"
+#include "openai_test.h"
 #include "sse.h"
 
 #define S(lit) lit, sizeof(lit) - 1
-
-static void decode_ok(struct openai_decoder *d, const char *s, struct openai_chunk *c)
-{
-	char err[128] = "";
-	int rc = openai_decode(d, s, strlen(s), c, err, sizeof(err));
-	if (rc)
-		print_error("decode failed: %s\n", err);
-	assert_int_equal(rc, 0);
-}
 
 static void assert_str_n(const char *got, size_t got_len, const char *want)
 {

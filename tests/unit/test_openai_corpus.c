@@ -17,6 +17,7 @@
 
 #include "openai.h"
 #include "../openai_agree.h"
+#include "openai_test.h"
 #include "sse.h"
 
 static const char *test_argv0 = "";
@@ -237,64 +238,6 @@ static void corpus_splits(const char *name, const char *body, size_t len)
 	free(ref.off);
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char tmp[65536];
-	size_t n;
-
-	if (!f)
-		return NULL;
-	buf_init(&b);
-	buf_append(&b, "", 0);
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		buf_append(&b, tmp, n);
-	fclose(f);
-	*len = b.len;
-	return b.data;
-}
-
-static bool is_dir(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* SSE_CORPUS_DIR, else ../shared/sse-corpus from the repository root, else
- * the same found by walking up from the test binary (build/tests or
- * build/asan/tests). */
-static char *corpus_dir(void)
-{
-	const char *env = getenv("SSE_CORPUS_DIR");
-	char path[PATH_MAX];
-
-	if (env && *env)
-		return is_dir(env) ? xstrdup(env) : NULL;
-	if (is_dir("../shared/sse-corpus"))
-		return xstrdup("../shared/sse-corpus");
-	const char *slash = strrchr(test_argv0, '/');
-	if (!slash)
-		return NULL;
-	int dlen = (int)(slash - test_argv0);
-	for (int up = 1; up <= 5; up++) {
-		struct buf b;
-		buf_init(&b);
-		buf_printf(&b, "%.*s", dlen, test_argv0);
-		for (int i = 0; i < up; i++)
-			buf_append_str(&b, "/..");
-		buf_append_str(&b, "/shared/sse-corpus");
-		bool ok = b.len < sizeof(path) && is_dir(b.data);
-		if (ok) {
-			char *r = realpath(b.data, path) ? xstrdup(path) : xstrdup(b.data);
-			buf_free(&b);
-			return r;
-		}
-		buf_free(&b);
-	}
-	return NULL;
-}
-
 static int json_name_filter(const struct dirent *e)
 {
 	size_t n = strlen(e->d_name);
@@ -304,7 +247,7 @@ static int json_name_filter(const struct dirent *e)
 static void test_corpus(void **state)
 {
 	(void)state;
-	char *dir = corpus_dir();
+	char *dir = corpus_dir(test_argv0);
 	struct dirent **names;
 	int count, cases = 0;
 
@@ -323,7 +266,7 @@ static void test_corpus(void **state)
 		json_error_t jerr;
 		json_t *meta = json_load_file(jpath, 0, &jerr);
 		size_t len = 0;
-		char *body = read_all(spath, &len);
+		char *body = read_whole_file(spath, &len);
 
 		if (!meta || !body)
 			print_error("cannot load %s or %s\n", jpath, spath);
@@ -396,7 +339,7 @@ static int agree_cb(void *ud, const struct sse_event *ev)
 
 static void test_fast_path_corpus(void **state)
 {
-	char *dir = corpus_dir();
+	char *dir = corpus_dir(test_argv0);
 	struct dirent **names;
 	int count;
 	struct openai_decoder d;
@@ -412,7 +355,7 @@ static void test_fast_path_corpus(void **state)
 	for (int i = 0; i < count; i++) {
 		char *spath = xasprintf("%s/%.*s.sse", dir, (int)(strlen(names[i]->d_name) - 5), names[i]->d_name);
 		size_t len = 0;
-		char *body = read_all(spath, &len);
+		char *body = read_whole_file(spath, &len);
 		struct sse_parser p;
 		sse_init(&p, 1 << 20);
 		assert_int_equal(sse_feed(&p, body, len, agree_cb, &d), SSE_OK);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stderr_capture.h"
 #include "util.h"
 
 /* ---- buf ---- */
@@ -320,41 +321,7 @@ static void test_log_level_names(void **state)
 	assert_string_equal(log_level_name(42), "?");
 }
 
-static char cap_path[64];
-static int cap_fd = -1;
-static int cap_saved = -1;
-
-/* Sends stderr into a temp file until cap_end, so cmocka's own messages
- * still reach the terminal once a check fails. */
-static void cap_begin(void)
-{
-	strcpy(cap_path, "/tmp/sundynix-log-XXXXXX");
-	cap_fd = mkstemp(cap_path);
-	assert_true(cap_fd >= 0);
-	fflush(stderr);
-	cap_saved = dup(STDERR_FILENO);
-	assert_true(cap_saved >= 0);
-	assert_int_equal(dup2(cap_fd, STDERR_FILENO), STDERR_FILENO);
-}
-
-/* Restores stderr and returns what was logged (caller frees). */
-static char *cap_end(void)
-{
-	char *text;
-	off_t n;
-
-	fflush(stderr);
-	assert_int_equal(dup2(cap_saved, STDERR_FILENO), STDERR_FILENO);
-	close(cap_saved);
-	n = lseek(cap_fd, 0, SEEK_END);
-	assert_true(n >= 0);
-	text = xmalloc((size_t)n + 1);
-	assert_int_equal(pread(cap_fd, text, (size_t)n, 0), n);
-	text[n] = '\0';
-	close(cap_fd);
-	unlink(cap_path);
-	return text;
-}
+static struct stderr_capture cap;
 
 static int log_setup(void **state)
 {
@@ -381,9 +348,9 @@ static size_t count_char(const char *s, char c)
 static void test_log_escapes_control_chars(void **state)
 {
 	(void)state;
-	cap_begin();
+	capture_begin(&cap);
 	log_info("req\n-1", "line one\nFAKE 2024 error injected\r\t\x1b[31m\x7f end");
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	/* One line, with every control byte shown as \xNN. */
 	assert_int_equal(count_char(out, '\n'), 1);
 	assert_int_equal(out[strlen(out) - 1], '\n');
@@ -404,12 +371,12 @@ static void test_log_levels_filter(void **state)
 	(void)state;
 	log_set_level(LOG_LVL_WARN);
 	assert_int_equal(log_get_level(), LOG_LVL_WARN);
-	cap_begin();
+	capture_begin(&cap);
 	log_info(NULL, "hidden");
 	log_debug(NULL, "hidden");
 	log_warn(NULL, "shown %d", 1);
 	log_error(NULL, "shown %d", 2);
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	assert_null(strstr(out, "hidden"));
 	assert_non_null(strstr(out, " warn shown 1\n"));
 	assert_non_null(strstr(out, " error shown 2\n"));
@@ -417,9 +384,9 @@ static void test_log_levels_filter(void **state)
 	free(out);
 
 	log_set_level(LOG_LVL_DEBUG);
-	cap_begin();
+	capture_begin(&cap);
 	log_debug("r1", "dbg");
-	out = cap_end();
+	out = capture_end(&cap);
 	assert_non_null(strstr(out, " debug [r1] dbg\n"));
 	free(out);
 }
@@ -431,10 +398,10 @@ static void test_log_journal_and_long(void **state)
 	(void)state;
 	/* An inherited JOURNAL_STREAM that is not our stderr: plain lines. */
 	setenv("JOURNAL_STREAM", "8:1234", 1);
-	cap_begin();
+	capture_begin(&cap);
 	log_init();
 	log_notice(NULL, "plain");
-	char *out = cap_end();
+	char *out = capture_end(&cap);
 	assert_null(strstr(out, "<5>"));
 	assert_non_null(strstr(out, " notice plain\n"));
 	free(out);
@@ -442,13 +409,13 @@ static void test_log_journal_and_long(void **state)
 	/* JOURNAL_STREAM naming our stderr: priority prefixes, no timestamp. */
 	struct stat st;
 	char js[64];
-	cap_begin();
+	capture_begin(&cap);
 	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
 	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 	setenv("JOURNAL_STREAM", js, 1);
 	log_init();
 	log_notice(NULL, "hello");
-	out = cap_end();
+	out = capture_end(&cap);
 	assert_string_equal(out, "<5>hello\n");
 	free(out);
 
@@ -456,9 +423,9 @@ static void test_log_journal_and_long(void **state)
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	big[2000] = '\n';
-	cap_begin();
+	capture_begin(&cap);
 	log_error("r", "%s|", big);
-	out = cap_end();
+	out = capture_end(&cap);
 	assert_int_equal(strlen(out), 3 + 4 + 2998 + 4 + 1 + 1);
 	assert_memory_equal(out, "<3>[r] ", 7);
 	assert_memory_equal(out + 7 + 2000, "\\x0a", 4);
