@@ -251,6 +251,16 @@ static int ctl__parse_ll(const char *s, long long min, long long *out)
 	return 0;
 }
 
+/* An option in milliseconds within [min, max]; a usage error otherwise. */
+static int ctl__ms_option(const struct ctl_opt *o, const char *val, long long min, long long max, long long *out)
+{
+	if (ctl__parse_ll(val, min, out) || *out > max) {
+		ctl__usage_error("--%s: expected milliseconds in [%lld, %lld], got '%s'", o->name, min, max, val);
+		return -1;
+	}
+	return 0;
+}
+
 static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char *val)
 {
 	a->used |= 1u << o->id;
@@ -280,22 +290,12 @@ static int ctl__set_opt(struct ctl_args *a, const struct ctl_opt *o, const char 
 	}
 	case CTL_O_REQUEST_ID: a->request_id = val; break;
 	case CTL_O_NO_RESUME: a->no_resume = true; break;
-	case CTL_O_KEEPALIVE:
-		if (ctl__parse_ll(val, 0, &a->keepalive_ms) || a->keepalive_ms > 3600000) {
-			ctl__usage_error("--keepalive-ms: expected milliseconds in [0, 3600000], got '%s'", val);
-			return -1;
-		}
-		break;
+	case CTL_O_KEEPALIVE: return ctl__ms_option(o, val, 0, 3600000, &a->keepalive_ms);
 	case CTL_O_BASE_URL: a->base_url = val; break;
 	case CTL_O_MODEL: a->model = val; break;
 	case CTL_O_API_KEY: a->api_key = val; break;
 	case CTL_O_PROVIDER: a->provider = val; break;
-	case CTL_O_WAIT_MS:
-		if (ctl__parse_ll(val, 1, &a->wait_ms) || a->wait_ms > 60000) {
-			ctl__usage_error("--wait-ms: expected milliseconds in [1, 60000], got '%s'", val);
-			return -1;
-		}
-		break;
+	case CTL_O_WAIT_MS: return ctl__ms_option(o, val, 1, 60000, &a->wait_ms);
 	case CTL_O_JSON: a->json = true; break;
 	case CTL_O_COUNT: break;
 	case CTL_O_REVISION:
