@@ -232,12 +232,21 @@ static void request__reject_event(struct requests *rq, const char *rid, unsigned
 	free(subject);
 }
 
-static void request__free(struct request *r)
+/* What only a running request needs: the model snapshot and the bodies. */
+static void request__release_running(struct request *r)
 {
 	if (r->model)
 		modelcfg_unref(r->model);
+	r->model = NULL;
 	rcstr_unref(r->body);
+	r->body = NULL;
 	rcstr_unref(r->cont);
+	r->cont = NULL;
+}
+
+static void request__free(struct request *r)
+{
+	request__release_running(r);
 	record_free(&r->rec);
 	free(r->prefix_text);
 	free(r->prefix_reasoning);
@@ -364,13 +373,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 						   res->has_usage ? &res->usage : NULL });
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 	/* What a replay needs is kept for the linger; the rest goes now. */
-	if (r->model)
-		modelcfg_unref(r->model);
-	r->model = NULL;
-	rcstr_unref(r->body);
-	r->body = NULL;
-	rcstr_unref(r->cont);
-	r->cont = NULL;
+	request__release_running(r);
 	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len) {
 		record_compact(&r->rec);
 		rtable_insert(&rq->ended, r);
