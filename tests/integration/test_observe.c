@@ -70,22 +70,9 @@ static void expect_sample(const char *text, const char *series, double want)
 		fail_msg("%s: %g, expected %g", series, got, want);
 }
 
-/* One chat to its terminal event; returns the terminal's type or code. */
-static char *chat(struct h_client *c, const char *rid, const char *text)
-{
-	struct h_stream *s = h_stream_open(c, rid);
-	h_submit_simple(c, rid, text);
-	json_t *t = h_stream_finish(s, 15000);
-	char *what = xstrdup(strcmp(h_jstr(t, "type"), "done") ? h_jstr(h_jpath(t, "error"), "code") : "done");
-	h_stream_close(s);
-	return what;
-}
-
 static void chat_expect(struct h_client *c, const char *rid, const char *want)
 {
-	char *got = chat(c, rid, PROMPT);
-	assert_string_equal(got, want);
-	free(got);
+	h_chat_expect(c, rid, PROMPT, want);
 }
 
 /* Submits a body the contract refuses (bad_request) and checks the ack. */
@@ -111,17 +98,8 @@ static void test_metrics_counts_and_promtool(void **state)
 	long status;
 
 	h_use_mock(c, d, mock, "m-obs", KEY, 7);
-	for (int i = 0; i < 3; i++) {
-		char rid[32];
-		snprintf(rid, sizeof(rid), "obs-ok-%d", i);
-		chat_expect(c, rid, "done");
-	}
-	for (int i = 0; i < 2; i++) {
-		char rid[32];
-		snprintf(rid, sizeof(rid), "obs-500-%d", i);
-		h_mock_next(mock, FAIL_500);
-		chat_expect(c, rid, "upstream_http");
-	}
+	h_chat_expect_n(c, "obs-ok", 3, PROMPT, mock, NULL, "done");
+	h_chat_expect_n(c, "obs-500", 2, PROMPT, mock, FAIL_500, "upstream_http");
 	submit_bad(c, "obs-bad-0");
 
 	char *text = h_http_get(port, "/metrics", &status);

@@ -24,16 +24,6 @@
 #define PROMETHEUS "/usr/bin/prometheus"
 #define FAIL_500 "{\"mode\":\"status\",\"status\":500,\"body\":\"{\\\"error\\\":{\\\"message\\\":\\\"boom\\\"}}\"}"
 
-static void chat_expect(struct h_client *c, const char *rid, const char *want)
-{
-	struct h_stream *s = h_stream_open(c, rid);
-	h_submit_simple(c, rid, "hello");
-	json_t *t = h_stream_finish(s, 15000);
-	const char *got = strcmp(h_jstr(t, "type"), "done") ? h_jstr(h_jpath(t, "error"), "code") : "done";
-	assert_string_equal(got, want);
-	h_stream_close(s);
-}
-
 /* The instant query's result as {outcome: value}, or NULL on no answer. */
 static json_t *query_by_outcome(int port)
 {
@@ -73,17 +63,8 @@ static void test_prometheus_counts_by_outcome(void **state)
 	h_use_mock(c, d, mock, "m-prom", "", 1);
 
 	/* What is sent: 4 done, 3 upstream_http, 2 bad_request, 1 cancelled. */
-	for (int i = 0; i < 4; i++) {
-		char rid[32];
-		snprintf(rid, sizeof(rid), "prom-ok-%d", i);
-		chat_expect(c, rid, "done");
-	}
-	for (int i = 0; i < 3; i++) {
-		char rid[32];
-		snprintf(rid, sizeof(rid), "prom-500-%d", i);
-		h_mock_next(mock, FAIL_500);
-		chat_expect(c, rid, "upstream_http");
-	}
+	h_chat_expect_n(c, "prom-ok", 4, "hello", mock, NULL, "done");
+	h_chat_expect_n(c, "prom-500", 3, "hello", mock, FAIL_500, "upstream_http");
 	for (int i = 0; i < 2; i++) {
 		char body[128];
 		snprintf(body, sizeof(body), "{\"request_id\":\"prom-bad-%d\",\"messages\":[]}", i);

@@ -296,6 +296,27 @@ void h_chat(struct h_client *c, const char *rid, const char *model)
 	h_stream_close(s);
 }
 
+void h_chat_expect(struct h_client *c, const char *rid, const char *text, const char *want)
+{
+	struct h_stream *s = h_stream_submit(c, rid, text);
+	json_t *t = h_stream_finish(s, 15000);
+	const char *got = strcmp(h_jstr(t, "type"), "done") ? h_jstr(h_jpath(t, "error"), "code") : "done";
+	assert_string_equal(got, want);
+	h_stream_close(s);
+}
+
+void h_chat_expect_n(struct h_client *c, const char *rid_prefix, int n, const char *text, struct h_mock *m,
+		     const char *next_script, const char *want)
+{
+	for (int i = 0; i < n; i++) {
+		char rid[64];
+		snprintf(rid, sizeof(rid), "%s-%d", rid_prefix, i);
+		if (next_script)
+			h_mock_next(m, "%s", next_script);
+		h_chat_expect(c, rid, text, want);
+	}
+}
+
 void h_stream_expect_mock_tokens(struct h_stream *s, int n)
 {
 	char *text = h_stream_text(s, "token"), *want = h_mock_tokens(n);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct h_client;
+struct h_mock;
 struct h_stream;
 
 struct h_stream *h_stream_open(struct h_client *c, const char *rid);
@@ -46,5 +47,12 @@ void h_stream_close(struct h_stream *s);
 /* One simple request ("hello") that must end with done from model within
  * 15 s. */
 void h_chat(struct h_client *c, const char *rid, const char *model);
+/* One request with text that must end, within 15 s, with done (want
+ * "done") or an error whose code is want. */
+void h_chat_expect(struct h_client *c, const char *rid, const char *text, const char *want);
+/* n of h_chat_expect, request ids "<rid_prefix>-0" on; with next_script, the
+ * mock m is scripted that way (h_mock_next) before each. */
+void h_chat_expect_n(struct h_client *c, const char *rid_prefix, int n, const char *text, struct h_mock *m,
+		     const char *next_script, const char *want);
 
 #endif

@@ -1,6 +1,6 @@
 /* contract_check: what the contract unit tests share: the limit, a valid
  * messages array, decoding a submit, parsing an encoder's output back, field
- * assertions, and the shape of a bad-input case. Included by
+ * assertions, and the shape of a bad-input case and its check. Included by
  * tests/unit/test_contract*.c only. */
 #ifndef SUNDYNIX_CONTRACT_CHECK_H
 #define SUNDYNIX_CONTRACT_CHECK_H
@@ -61,5 +61,27 @@ struct bad_case {
 	const char *message; /* exact error message; NULL: invalid JSON at some position */
 	const char *rid;     /* expected err.request_id ("" when none) */
 };
+
+/* Decodes each of the n cases, which must fail with its message and
+ * request_id and leave nothing to free. */
+static inline void expect_bad_cases(const struct bad_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct bad_case *c = &cases[i];
+		struct contract_submit s;
+		struct contract_error e;
+
+		if (decode(c->body, &s, &e) != -1)
+			fail_msg("case %zu accepted: %s", i, c->body);
+		if (c->message ? strcmp(e.message, c->message) : strncmp(e.message, "body: invalid JSON at line ", 27))
+			fail_msg("case %zu: message \"%s\", want \"%s\"", i, e.message,
+				 c->message ? c->message : "body: invalid JSON at ...");
+		if (strcmp(e.request_id, c->rid))
+			fail_msg("case %zu: request_id \"%s\", want \"%s\"", i, e.request_id, c->rid);
+		assert_null(s.root);
+		assert_null(s.messages);
+		assert_string_equal(s.request_id, "");
+	}
+}
 
 #endif

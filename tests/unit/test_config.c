@@ -368,18 +368,19 @@ static void test_env_overrides(void **state)
 	assert_int_equal(c.stub_ttft_ms, 700);
 	config_free(&c);
 
-	setenv("SUNDYNIX_STUB_TTFT_MS", "abc", 1);
-	assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "environment SUNDYNIX_STUB_TTFT_MS: expected an integer");
-	setenv("SUNDYNIX_STUB_TTFT_MS", "12x", 1);
-	assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "environment SUNDYNIX_STUB_TTFT_MS: expected an integer");
-	setenv("SUNDYNIX_STUB_TTFT_MS", "600001", 1);
-	assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "environment SUNDYNIX_STUB_TTFT_MS: must be between 0 and 600000");
-	setenv("SUNDYNIX_STUB_TTFT_MS", "99999999999999999999999", 1);
-	assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
-	assert_string_equal(err, "environment SUNDYNIX_STUB_TTFT_MS: must be between 0 and 600000");
+	static const struct {
+		const char *value, *err;
+	} bad_ttft[] = {
+		{ "abc", "environment SUNDYNIX_STUB_TTFT_MS: expected an integer" },
+		{ "12x", "environment SUNDYNIX_STUB_TTFT_MS: expected an integer" },
+		{ "600001", "environment SUNDYNIX_STUB_TTFT_MS: must be between 0 and 600000" },
+		{ "99999999999999999999999", "environment SUNDYNIX_STUB_TTFT_MS: must be between 0 and 600000" },
+	};
+	for (size_t i = 0; i < sizeof(bad_ttft) / sizeof(bad_ttft[0]); i++) {
+		setenv("SUNDYNIX_STUB_TTFT_MS", bad_ttft[i].value, 1);
+		assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
+		assert_string_equal(err, bad_ttft[i].err);
+	}
 	clear_env();
 
 	setenv("SUNDYNIX_LOG_LEVEL", "chatty", 1);

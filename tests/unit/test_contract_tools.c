@@ -87,18 +87,7 @@ static const struct bad_case tool_bad_cases[] = {
 static void test_submit_tool_shapes_bad(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(tool_bad_cases); i++) {
-		const struct bad_case *c = &tool_bad_cases[i];
-		struct contract_submit s;
-		struct contract_error e;
-
-		if (decode(c->body, &s, &e) != -1)
-			fail_msg("case %zu accepted: %s", i, c->body);
-		if (strcmp(e.message, c->message))
-			fail_msg("case %zu: message \"%s\", want \"%s\"", i, e.message, c->message);
-		assert_string_equal(e.request_id, c->rid);
-		assert_null(s.root);
-	}
+	expect_bad_cases(tool_bad_cases, UTIL_ARRAY_LEN(tool_bad_cases));
 }
 
 static void test_submit_tool_shapes_good(void **state)

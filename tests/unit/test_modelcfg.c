@@ -162,6 +162,16 @@ static void test_parse_wrong_types(void **state)
 	assert_string_equal(small, "model: ");
 }
 
+/* Applies json to s and checks the outcome, then the recorded revision and
+ * the active model. */
+static void apply_expect(struct modelcfg_store *s, const char *json, enum modelcfg_verdict want, long long revision,
+			 const char *model)
+{
+	assert_int_equal(modelcfg_store_apply(s, must_parse(json)), want);
+	assert_int_equal(s->revision, revision);
+	assert_string_equal(s->active->model, model);
+}
+
 static void test_store_revisions(void **state)
 {
 	struct modelcfg_store s;
@@ -180,19 +190,13 @@ static void test_store_revisions(void **state)
 	assert_string_equal(s.active->model, "m5");
 
 	/* Higher applies. */
-	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7\",\"revision\":7}")), MODELCFG_APPLIED);
-	assert_int_equal(s.revision, 7);
-	assert_string_equal(s.active->model, "m7");
+	apply_expect(&s, "{\"base_url\":\"http://a\",\"model\":\"m7\",\"revision\":7}", MODELCFG_APPLIED, 7, "m7");
 
 	/* Lower is stale and ignored (and freed: ASan checks). */
-	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m6\",\"revision\":6}")), MODELCFG_STALE);
-	assert_int_equal(s.revision, 7);
-	assert_string_equal(s.active->model, "m7");
+	apply_expect(&s, "{\"base_url\":\"http://a\",\"model\":\"m6\",\"revision\":6}", MODELCFG_STALE, 7, "m7");
 
 	/* Equal applies (idempotent rebroadcast, or a correction). */
-	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"m7b\",\"revision\":7}")), MODELCFG_APPLIED);
-	assert_int_equal(s.revision, 7);
-	assert_string_equal(s.active->model, "m7b");
+	apply_expect(&s, "{\"base_url\":\"http://a\",\"model\":\"m7b\",\"revision\":7}", MODELCFG_APPLIED, 7, "m7b");
 
 	/* No revision always applies and keeps the recorded revision. */
 	assert_int_equal(modelcfg_store_apply(&s, must_parse("{\"base_url\":\"http://a\",\"model\":\"norev\"}")), MODELCFG_APPLIED);

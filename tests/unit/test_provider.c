@@ -25,41 +25,40 @@ static void test_names_round_trip(void **state)
 	assert_string_equal(provider_name((enum provider_kind)99), "unknown");
 }
 
+/* provider_chat_url(kind, base, model, version, cont) is want. */
+static void expect_url(enum provider_kind kind, const char *base, const char *model, const char *version, bool cont,
+		       const char *want)
+{
+	char *u = provider_chat_url(kind, base, model, version, cont);
+	assert_string_equal(u, want);
+	free(u);
+}
+
 static void test_chat_url(void **state)
 {
-	char *u;
-
 	(void)state;
-	u = provider_chat_url(PROVIDER_VLLM, "http://gpu:8000/v1", "Qwen/Qwen2.5", "", false);
-	assert_string_equal(u, "http://gpu:8000/v1/chat/completions");
-	free(u);
-	u = provider_chat_url(PROVIDER_AZURE, "https://r.openai.azure.com/openai", "gpt 4o/mini", "", false);
-	assert_string_equal(u, "https://r.openai.azure.com/openai/deployments/gpt%204o%2Fmini/chat/completions"
-			       "?api-version=" PROVIDER_AZURE_API_VERSION);
-	free(u);
-	u = provider_chat_url(PROVIDER_AZURE, "https://r/openai", "d", "2025-01-01-preview", false);
-	assert_string_equal(u, "https://r/openai/deployments/d/chat/completions?api-version=2025-01-01-preview");
-	free(u);
+	expect_url(PROVIDER_VLLM, "http://gpu:8000/v1", "Qwen/Qwen2.5", "", false,
+		   "http://gpu:8000/v1/chat/completions");
+	expect_url(PROVIDER_AZURE, "https://r.openai.azure.com/openai", "gpt 4o/mini", "", false,
+		   "https://r.openai.azure.com/openai/deployments/gpt%204o%2Fmini/chat/completions"
+		   "?api-version=" PROVIDER_AZURE_API_VERSION);
+	expect_url(PROVIDER_AZURE, "https://r/openai", "d", "2025-01-01-preview", false,
+		   "https://r/openai/deployments/d/chat/completions?api-version=2025-01-01-preview");
 }
 
 static void test_continuation(void **state)
 {
-	char *u;
 	json_t *b;
 
 	(void)state;
-	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com", "deepseek-chat", "", true);
-	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
-	free(u);
-	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/v1", "deepseek-chat", "", true);
-	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
-	free(u);
-	u = provider_chat_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/beta", "deepseek-chat", "", true);
-	assert_string_equal(u, "https://api.deepseek.com/beta/chat/completions");
-	free(u);
-	u = provider_chat_url(PROVIDER_VLLM, "http://h/v1", "m", "", true);
-	assert_string_equal(u, "http://h/v1/chat/completions");
-	free(u);
+	expect_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com", "deepseek-chat", "", true,
+		   "https://api.deepseek.com/beta/chat/completions");
+	expect_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/v1", "deepseek-chat", "", true,
+		   "https://api.deepseek.com/beta/chat/completions");
+	expect_url(PROVIDER_DEEPSEEK, "https://api.deepseek.com/beta", "deepseek-chat", "", true,
+		   "https://api.deepseek.com/beta/chat/completions");
+	expect_url(PROVIDER_VLLM, "http://h/v1", "m", "", true,
+		   "http://h/v1/chat/completions");
 
 	assert_true(provider_can_continue(PROVIDER_VLLM) && provider_can_continue(PROVIDER_DEEPSEEK) &&
 		    provider_can_continue(PROVIDER_LLAMACPP) && provider_can_continue(PROVIDER_OLLAMA));

@@ -17,20 +17,28 @@
 
 static void test_match(void **state)
 {
+	static const struct {
+		const char *subject;
+		enum srv_verb verb;
+	} cases[] = {
+		{ "$SRV.PING", SRV_PING },
+		{ "$SRV.INFO", SRV_INFO },
+		{ "$SRV.STATS", SRV_STATS },
+		{ "$SRV.PING.sundynix-dispatcher", SRV_PING },
+		{ "$SRV.STATS.sundynix-dispatcher", SRV_STATS },
+		{ "$SRV.INFO.sundynix-dispatcher.d-1", SRV_INFO },
+		{ "$SRV.INFO.sundynix-dispatcher.d-2", SRV_NONE },
+		{ "$SRV.INFO.sundynix-dispatcher.d-1.x", SRV_NONE },
+		{ "$SRV.PING.other-service", SRV_NONE },
+		{ "$SRV.PING.sundynix-dispatcherX", SRV_NONE },
+		{ "$SRV.PINGS", SRV_NONE },
+		{ "$SRV.SCHEMA", SRV_NONE },
+		{ "sundynix.chat.submit", SRV_NONE },
+	};
+
 	(void)state;
-	assert_int_equal(srv_match("$SRV.PING", "d-1"), SRV_PING);
-	assert_int_equal(srv_match("$SRV.INFO", "d-1"), SRV_INFO);
-	assert_int_equal(srv_match("$SRV.STATS", "d-1"), SRV_STATS);
-	assert_int_equal(srv_match("$SRV.PING.sundynix-dispatcher", "d-1"), SRV_PING);
-	assert_int_equal(srv_match("$SRV.STATS.sundynix-dispatcher", "d-1"), SRV_STATS);
-	assert_int_equal(srv_match("$SRV.INFO.sundynix-dispatcher.d-1", "d-1"), SRV_INFO);
-	assert_int_equal(srv_match("$SRV.INFO.sundynix-dispatcher.d-2", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("$SRV.INFO.sundynix-dispatcher.d-1.x", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("$SRV.PING.other-service", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("$SRV.PING.sundynix-dispatcherX", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("$SRV.PINGS", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("$SRV.SCHEMA", "d-1"), SRV_NONE);
-	assert_int_equal(srv_match("sundynix.chat.submit", "d-1"), SRV_NONE);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(srv_match(cases[i].subject, "d-1"), cases[i].verb);
 }
 
 static const struct srv_identity id = {
