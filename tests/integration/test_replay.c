@@ -217,6 +217,24 @@ static int gw_repair(struct gw *g)
 	return asked;
 }
 
+/* A daemon (overrides may be NULL) serving 40-token answers from the mock,
+ * a client and a gateway on its prefix, and stream rid run to its end. */
+static struct gw *gw_one_stream(const char *overrides, const char *rid, struct h_daemon **d, struct h_client **c)
+{
+	const char *prefix = h_prefix();
+
+	*d = h_daemon_start(nats, prefix, overrides);
+	*c = h_client_connect(nats, prefix);
+	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":40,\"ttft_ms\":0,\"inter_ms\":0}");
+	h_use_mock(*c, *d, mock, "m-replay", "", -1);
+	struct gw *g = gw_open(prefix, 50);
+	gw_submit(g, rid);
+	for (int i = 0; i < 100 && gw_first_missing(g, &g->s[0]) != -1; i++)
+		h_sleep_ms(50);
+	assert_int_equal(g->s[0].terminal, 40);
+	return g;
+}
+
 /* ---- tests ---- */
 
 /* nats-server SIGKILLed and restarted five times under 200 streams: the
@@ -292,18 +310,10 @@ static void test_nats_kills_under_load(void **state)
 static void test_replay_linger_bounds_and_unknown(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix,
-					    "{\"stream\":{\"replay_linger_ms\":1500},\"limits\":{\"replay_bytes\":400}}");
-	struct h_client *c = h_client_connect(nats, prefix);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":40,\"ttft_ms\":0,\"inter_ms\":0}");
-	h_use_mock(c, d, mock, "m-replay", "", -1);
-	struct gw *g = gw_open(prefix, 50);
-
-	gw_submit(g, "r-linger");
-	for (int i = 0; i < 100 && gw_first_missing(g, &g->s[0]) != -1; i++)
-		h_sleep_ms(50);
-	assert_int_equal(g->s[0].terminal, 40);
+	struct h_daemon *d;
+	struct h_client *c;
+	struct gw *g = gw_one_stream("{\"stream\":{\"replay_linger_ms\":1500},\"limits\":{\"replay_bytes\":400}}",
+				     "r-linger", &d, &c);
 
 	/* Within the linger, from a seq still kept: the rest, terminal included. */
 	json_t *ans = gw_replay(g, "r-linger", g->s[0].instance, 38);
@@ -343,20 +353,14 @@ static void test_replay_linger_bounds_and_unknown(void **state)
 static void test_replay_flood(void **state)
 {
 	(void)state;
-	const char *prefix = h_prefix();
-	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
-	struct h_client *c = h_client_connect(nats, prefix);
-	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":40,\"ttft_ms\":0,\"inter_ms\":0}");
-	h_use_mock(c, d, mock, "m-replay", "", -1);
-	struct gw *g = gw_open(prefix, 50);
-	gw_submit(g, "r-flooded");
-	for (int i = 0; i < 100 && gw_first_missing(g, &g->s[0]) != -1; i++)
-		h_sleep_ms(50);
+	struct h_daemon *d;
+	struct h_client *c;
+	struct gw *g = gw_one_stream(NULL, "r-flooded", &d, &c);
 
 	h_mock_script(mock, "{\"mode\":\"stream\",\"tokens\":40,\"ttft_ms\":0,\"inter_ms\":50}");
 	struct h_stream *other = h_stream_submit(c, "r-other", "keep going");
 	char subj[160], body[128];
-	snprintf(subj, sizeof(subj), "%s.chat.replay.%s", prefix, g->s[0].instance);
+	snprintf(subj, sizeof(subj), "%s.chat.replay.%s", g->prefix, g->s[0].instance);
 	snprintf(body, sizeof(body), "{\"request_id\":\"r-flooded\",\"from_seq\":0}");
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(natsConnection_PublishRequestString(c->nc, subj, "_INBOX.flood", body), NATS_OK);

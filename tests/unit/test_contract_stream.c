@@ -13,6 +13,12 @@
 
 #include "contract_check.h"
 
+/* An input that must be refused, and the exact message. */
+struct refusal {
+	const char *in;
+	const char *msg;
+};
+
 static void test_ack_instance(void **state)
 {
 	struct buf b;
@@ -77,10 +83,7 @@ static void test_decode_replay(void **state)
 	assert_int_equal(from, 12);
 	assert_int_equal(contract_decode_replay(ok2, strlen(ok2), rid, &from, &err), 0);
 	assert_int_equal(from, 0);
-	static const struct {
-		const char *body;
-		const char *msg;
-	} bad[] = {
+	static const struct refusal bad[] = {
 		{ "[]", "replay: body must be a JSON object" },
 		{ "{\"from_seq\":1}", "request_id: must be 1-128 characters of [A-Za-z0-9_-]" },
 		{ "{\"request_id\":\"a b\"}", "request_id: must be 1-128 characters of [A-Za-z0-9_-]" },
@@ -89,7 +92,7 @@ static void test_decode_replay(void **state)
 		{ "", "replay: body must be a JSON object of at most 65536 bytes" },
 	};
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
-		assert_int_equal(contract_decode_replay(bad[i].body, strlen(bad[i].body), rid, &from, &err), -1);
+		assert_int_equal(contract_decode_replay(bad[i].in, strlen(bad[i].in), rid, &from, &err), -1);
 		assert_string_equal(err.message, bad[i].msg);
 	}
 }
@@ -184,10 +187,7 @@ static void test_decode_resume(void **state)
 	assert_string_equal(sub.resume_reasoning, "r");
 	assert_int_equal(sub.resume_next_seq, 12);
 	contract_submit_free(&sub);
-	static const struct {
-		const char *resume;
-		const char *msg;
-	} bad[] = {
+	static const struct refusal bad[] = {
 		{ "[]", "resume: must be an object" },
 		{ "{\"text\":1,\"next_seq\":0}", "resume.text: must be a string" },
 		{ "{\"reasoning\":[],\"next_seq\":0}", "resume.reasoning: must be a string" },
@@ -197,7 +197,7 @@ static void test_decode_resume(void **state)
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
 		buf_reset(&b);
 		buf_printf(&b, "{\"request_id\":\"r\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"resume\":%s}",
-			   bad[i].resume);
+			   bad[i].in);
 		assert_int_equal(contract_decode_submit(b.data, b.len, 1 << 20, &sub, &err), -1);
 		assert_string_equal(err.message, bad[i].msg);
 		assert_string_equal(err.request_id, "r");
