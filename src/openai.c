@@ -559,6 +559,24 @@ static const struct fp_route *fp__route(enum fp_ctx ctx, const unsigned char *k,
 	return NULL;
 }
 
+/* After a member or element: 1 past a ',', 0 past the close, -1 on
+ * anything else. */
+static inline int fp__next(struct fp *f, char close)
+{
+	fp__skip_ws(f);
+	if (f->p >= f->end)
+		return -1;
+	if (*f->p == ',') {
+		f->p++;
+		return 1;
+	}
+	if (*f->p == (unsigned char)close) {
+		f->p++;
+		return 0;
+	}
+	return -1;
+}
+
 /* An object; count is the usage slot when ctx is FP_USAGE. */
 static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 {
@@ -623,18 +641,9 @@ static int fp__object(struct fp *f, enum fp_ctx ctx, int count)
 		} else if (fp__value(f, child, field, cnt) < 0) {
 			return -1;
 		}
-		fp__skip_ws(f);
-		if (f->p >= f->end)
-			return -1;
-		if (*f->p == ',') {
-			f->p++;
-			continue;
-		}
-		if (*f->p == '}') {
-			f->p++;
-			return 0;
-		}
-		return -1;
+		int more = fp__next(f, '}');
+		if (more <= 0)
+			return more;
 	}
 }
 
@@ -653,19 +662,10 @@ static int fp__array(struct fp *f, enum fp_ctx first, enum fp_ctx rest)
 			f->tool_pos = i;
 		if (fp__value(f, i == 0 ? first : rest, -1, -1) < 0)
 			return -1;
+		int more = fp__next(f, ']');
+		if (more <= 0)
+			return more;
 		fp__skip_ws(f);
-		if (f->p >= f->end)
-			return -1;
-		if (*f->p == ',') {
-			f->p++;
-			fp__skip_ws(f);
-			continue;
-		}
-		if (*f->p == ']') {
-			f->p++;
-			return 0;
-		}
-		return -1;
 	}
 }
 

@@ -1463,6 +1463,14 @@ static int ctl__cmd_stats(natsConnection *nc, const struct ctl_args *a)
 
 /* ---- main ---- */
 
+static int ctl__check_rid(const char *what, const char *rid)
+{
+	if (contract_valid_request_id(rid, strlen(rid)))
+		return 0;
+	ctl__usage_error("%s: must be 1-%d characters of [A-Za-z0-9_-]", what, CONTRACT_RID_MAX);
+	return -1;
+}
+
 /* Checks the arguments of cmd before anything touches the network. */
 static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const char *const *args, size_t nargs)
 {
@@ -1472,21 +1480,13 @@ static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const cha
 			ctl__usage_error("chat: expected one MESSAGE argument (quote it), got %zu", nargs);
 			return -1;
 		}
-		if (a->request_id && !contract_valid_request_id(a->request_id, strlen(a->request_id))) {
-			ctl__usage_error("--request-id: must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
-			return -1;
-		}
-		return 0;
+		return a->request_id ? ctl__check_rid("--request-id", a->request_id) : 0;
 	case CTL_CMD_CANCEL:
 		if (nargs != 1) {
 			ctl__usage_error("cancel: expected one REQUEST_ID argument");
 			return -1;
 		}
-		if (!contract_valid_request_id(args[0], strlen(args[0]))) {
-			ctl__usage_error("cancel: REQUEST_ID must be 1-%d characters of [A-Za-z0-9_-]", CONTRACT_RID_MAX);
-			return -1;
-		}
-		return 0;
+		return ctl__check_rid("cancel: REQUEST_ID", args[0]);
 	case CTL_CMD_SERVE:
 		if (nargs != 1) {
 			ctl__usage_error("config serve: expected one FILE argument");
