@@ -1474,50 +1474,36 @@ static int ctl__check_rid(const char *what, const char *rid)
 /* Checks the arguments of cmd before anything touches the network. */
 static int ctl__check_cmd_args(unsigned cmd, const struct ctl_args *a, const char *const *args, size_t nargs)
 {
+	const char *one = NULL; /* the one positional argument cmd takes, if any */
+
+	switch (cmd) {
+	case CTL_CMD_CHAT: one = "MESSAGE argument (quote it)"; break;
+	case CTL_CMD_CANCEL: one = "REQUEST_ID argument"; break;
+	case CTL_CMD_SERVE: one = "FILE argument"; break;
+	default: break;
+	}
+	if (one && nargs != 1) {
+		ctl__usage_error("%s: expected one %s, got %zu", ctl__cmd_name(cmd), one, nargs);
+		return -1;
+	}
+	if (!one && nargs) {
+		ctl__usage_error("%s: unexpected argument '%s'", ctl__cmd_name(cmd), args[0]);
+		return -1;
+	}
 	switch (cmd) {
 	case CTL_CMD_CHAT:
-		if (nargs != 1) {
-			ctl__usage_error("chat: expected one MESSAGE argument (quote it), got %zu", nargs);
-			return -1;
-		}
 		return a->request_id ? ctl__check_rid("--request-id", a->request_id) : 0;
 	case CTL_CMD_CANCEL:
-		if (nargs != 1) {
-			ctl__usage_error("cancel: expected one REQUEST_ID argument");
-			return -1;
-		}
 		return ctl__check_rid("cancel: REQUEST_ID", args[0]);
-	case CTL_CMD_SERVE:
-		if (nargs != 1) {
-			ctl__usage_error("config serve: expected one FILE argument");
-			return -1;
-		}
-		return 0;
 	case CTL_CMD_SET:
-		if (nargs) {
-			ctl__usage_error("config set: unexpected argument '%s'", args[0]);
-			return -1;
-		}
 		if (!a->base_url || !*a->base_url || !a->model || !*a->model) {
 			ctl__usage_error("config set: --base-url and --model are required and non-empty");
 			return -1;
 		}
 		return 0;
-	case CTL_CMD_CLEAR:
-		if (nargs) {
-			ctl__usage_error("config clear: unexpected argument '%s'", args[0]);
-			return -1;
-		}
-		return 0;
-	case CTL_CMD_STATS:
-	case CTL_CMD_PING:
-		if (nargs) {
-			ctl__usage_error("%s: unexpected argument '%s'", ctl__cmd_name(cmd), args[0]);
-			return -1;
-		}
+	default:
 		return 0;
 	}
-	return -1;
 }
 
 static int ctl__run(int argc, char **argv)
