@@ -1372,27 +1372,14 @@ static void ctl__nothing_answered(size_t other, const struct ctl_args *a)
 	fputc('\n', stderr);
 }
 
-static int ctl__cmd_ping(natsConnection *nc, const struct ctl_args *a)
+static void ctl__ping_table(const struct ctl_answer *v, size_t n)
 {
-	struct ctl_answer *v;
-	size_t other, n = ctl__srv_gather(nc, "PING", a, &v, &other);
 	char id[80], ver[40];
 
-	if (!n) {
-		ctl__nothing_answered(other, a);
-		return CTL_EXIT_FAIL;
-	}
-	if (a->json) {
-		for (size_t i = 0; i < n; i++)
-			puts(v[i].text);
-	} else {
-		printf("%-32s %-10s %10s\n", "INSTANCE", "VERSION", "RTT");
-		for (size_t i = 0; i < n; i++)
-			printf("%-32s %-10s %7.2f ms\n", ctl__cell(v[i].body, "id", id, sizeof(id)),
-			       ctl__cell(v[i].body, "version", ver, sizeof(ver)), v[i].rtt_ms);
-	}
-	ctl__answers_free(v, n);
-	return CTL_EXIT_OK;
+	printf("%-32s %-10s %10s\n", "INSTANCE", "VERSION", "RTT");
+	for (size_t i = 0; i < n; i++)
+		printf("%-32s %-10s %7.2f ms\n", ctl__cell(v[i].body, "id", id, sizeof(id)),
+		       ctl__cell(v[i].body, "version", ver, sizeof(ver)), v[i].rtt_ms);
 }
 
 /* "3d04h", "2h05m", "4m07s", "12s". */
@@ -1417,22 +1404,10 @@ static void ctl__uptime(const char *started, char *out, size_t outlen)
 		snprintf(out, outlen, "%llds", s);
 }
 
-static int ctl__cmd_stats(natsConnection *nc, const struct ctl_args *a)
+static void ctl__stats_table(const struct ctl_answer *v, size_t n)
 {
-	struct ctl_answer *v;
-	size_t other, n = ctl__srv_gather(nc, "STATS", a, &v, &other);
 	char id[80], ver[40], up[32], state[16], model[64], rev[24];
 
-	if (!n) {
-		ctl__nothing_answered(other, a);
-		return CTL_EXIT_FAIL;
-	}
-	if (a->json) {
-		for (size_t i = 0; i < n; i++)
-			puts(v[i].text);
-		ctl__answers_free(v, n);
-		return CTL_EXIT_OK;
-	}
 	printf("%-24s %-8s %-8s %-8s %9s %9s %7s  %-24s %s\n", "INSTANCE", "VERSION", "UPTIME", "STATE", "IN_FLIGHT",
 	       "REQUESTS", "ERRORS", "MODEL", "REVISION");
 	for (size_t i = 0; i < n; i++) {
@@ -1456,6 +1431,26 @@ static int ctl__cmd_stats(natsConnection *nc, const struct ctl_args *a)
 		       (long long)json_integer_value(json_object_get(submit, "num_requests")),
 		       (long long)json_integer_value(json_object_get(submit, "num_errors")), strcmp(m, "-") ? m : "(stub)",
 		       rev);
+	}
+}
+
+/* ping and stats: the answers of every dispatcher of the prefix, as JSON
+ * lines with --json, else as a table. */
+static int ctl__cmd_srv(natsConnection *nc, const struct ctl_args *a, const char *verb,
+			void (*table)(const struct ctl_answer *, size_t))
+{
+	struct ctl_answer *v;
+	size_t other, n = ctl__srv_gather(nc, verb, a, &v, &other);
+
+	if (!n) {
+		ctl__nothing_answered(other, a);
+		return CTL_EXIT_FAIL;
+	}
+	if (a->json) {
+		for (size_t i = 0; i < n; i++)
+			puts(v[i].text);
+	} else {
+		table(v, n);
 	}
 	ctl__answers_free(v, n);
 	return CTL_EXIT_OK;
@@ -1573,8 +1568,8 @@ static int ctl__run(int argc, char **argv)
 	case CTL_CMD_SET:
 	case CTL_CMD_CLEAR: rc = ctl__cmd_broadcast(nc, &subj, &cfg); break;
 	case CTL_CMD_CANCEL: rc = ctl__send_cancel(nc, &subj, args[0]) ? CTL_EXIT_FAIL : CTL_EXIT_OK; break;
-	case CTL_CMD_STATS: rc = ctl__cmd_stats(nc, &a); break;
-	case CTL_CMD_PING: rc = ctl__cmd_ping(nc, &a); break;
+	case CTL_CMD_STATS: rc = ctl__cmd_srv(nc, &a, "STATS", ctl__stats_table); break;
+	case CTL_CMD_PING: rc = ctl__cmd_srv(nc, &a, "PING", ctl__ping_table); break;
 	}
 out:
 	if (nc) {
