@@ -339,9 +339,7 @@ static void test_no_failover(void **state)
 		snprintf(rid, sizeof(rid), "nofo-%zu", i);
 		struct h_stream *s = submit(c, rid);
 		json_t *t = h_stream_expect_error(s, "upstream_protocol", 15000);
-		char *text = h_stream_text(s, "token");
-		assert_string_equal(text, "tok0 tok1 tok2 ");
-		free(text);
+		h_stream_expect_text(s, "tok0 tok1 tok2 ");
 		assert_int_equal(h_jint(t, "seq"), 3);
 		assert_int_equal(h_jint(t, "attempts"), 1);
 		assert_string_equal(h_jstr(t, "endpoint"), ma->base_url);
@@ -393,9 +391,7 @@ static void test_second_failover(void **state)
 			assert_int_equal(expect_resumed(d, s, &w), 3); /* tok2..tok4 from the second */
 		} else {
 			json_t *t = h_stream_expect_error(s, "upstream_protocol", 1000);
-			char *text = h_stream_text(s, "token");
-			assert_string_equal(text, "tok0 tok1 tok2 tok3 tok4 ");
-			free(text);
+			h_stream_expect_text(s, "tok0 tok1 tok2 tok3 tok4 ");
 			assert_int_equal(h_jint(t, "attempts"), 2);
 			assert_int_equal(h_jint(t, "resumed"), 1);
 			assert_string_equal(h_jstr(t, "endpoint"), mb->base_url);

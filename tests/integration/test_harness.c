@@ -49,9 +49,7 @@ static void test_collector_and_restart(void **state)
 	pub_event(pub, "r-1", 2, "done", ",\"finish_reason\":\"stop\"");
 	json_t *t = h_stream_finish(s, 3000);
 	assert_string_equal(h_jstr(t, "type"), "done");
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "hello");
-	free(text);
+	h_stream_expect_text(s, "hello");
 }
 
 static void test_blackhole_connect_times_out(void **state)

@@ -61,9 +61,7 @@ static struct load_result run_load(int limit)
 	res.took_ms = util_now_ms() - t0;
 	for (int i = 0; i < NREQ; i++) {
 		h_stream_done(s[i], 20000);
-		char *text = h_stream_text(s[i], "token");
-		assert_string_equal(text, want);
-		free(text);
+		h_stream_expect_text(s[i], want);
 	}
 	free(want);
 	res.conns = h_mock_stat(mock, "connections") - before - 1;

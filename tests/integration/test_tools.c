@@ -152,9 +152,7 @@ static void test_parallel_calls_end_to_end(void **state)
 	assert_string_equal(h_jstr(t, "type"), "done");
 	assert_string_equal(h_jstr(t, "finish_reason"), "tool_calls");
 	assert_int_equal(h_jint(t, "usage.completion_tokens"), 20);
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "Checking.");
-	free(text);
+	h_stream_expect_text(s, "Checking.");
 
 	json_t *events = h_stream_events(s);
 	/* The text comes first, then calls only. */
@@ -246,9 +244,7 @@ static void test_no_tools_plain_text(void **state)
 	json_t *t = h_stream_finish(s, 10000);
 	assert_string_equal(h_jstr(t, "type"), "done");
 	assert_string_equal(h_jstr(t, "finish_reason"), "stop");
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "tok0 tok1 tok2 ");
-	free(text);
+	h_stream_expect_text(s, "tok0 tok1 tok2 ");
 	json_t *req = h_mock_last_body(mock);
 	assert_null(json_object_get(req, "tools"));
 	json_decref(req);

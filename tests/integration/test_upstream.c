@@ -62,9 +62,7 @@ static void test_memory_reaches_backend(void **state)
 	assert_int_equal(h_jint(t, "usage.completion_tokens"), 5);
 	assert_int_equal(h_jint(t, "usage.prompt_tokens"), 4); /* the mock counts the messages it got */
 	assert_int_equal(h_jint(t, "usage.total_tokens"), 9);
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "tok0 tok1 tok2 tok3 tok4 ");
-	free(text);
+	h_stream_expect_text(s, "tok0 tok1 tok2 tok3 tok4 ");
 
 	json_t *body = h_mock_last_body(mock);
 	assert_string_equal(h_jstr(body, "model"), "m-up");
@@ -238,9 +236,7 @@ static void test_backend_closes_mid_stream(void **state)
 	if (strcmp(h_jstr(t, "type"), "error") || !is_upstream_failure(h_jstr(t, "error.code")))
 		fail_msg("expected an upstream error event, got %s", dump);
 	free(dump);
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "tok0 tok1 tok2 tok3 ");
-	free(text);
+	h_stream_expect_text(s, "tok0 tok1 tok2 tok3 ");
 	h_daemon_stop_ok(d);
 }
 
@@ -307,9 +303,7 @@ static void test_stream_without_end(void **state)
 			  "\\\"finish_reason\\\":null}]}\\n\\n\"}");
 	struct h_stream *s = h_stream_submit(c, "r-noend", "hi");
 	h_stream_expect_error(s, "upstream_protocol", 10000);
-	char *text = h_stream_text(s, "token");
-	assert_string_equal(text, "AB");
-	free(text);
+	h_stream_expect_text(s, "AB");
 
 	/* A broken JSON chunk is a protocol error too. */
 	h_mock_next(mock, "{\"mode\":\"raw\",\"status\":200,\"content_type\":\"text/event-stream\","

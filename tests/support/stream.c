@@ -317,10 +317,16 @@ void h_chat_expect_n(struct h_client *c, const char *rid_prefix, int n, const ch
 	}
 }
 
+void h_stream_expect_text(struct h_stream *s, const char *want)
+{
+	char *text = h_stream_text(s, "token");
+	assert_string_equal(text, want);
+	free(text);
+}
+
 void h_stream_expect_mock_tokens(struct h_stream *s, int n)
 {
-	char *text = h_stream_text(s, "token"), *want = h_mock_tokens(n);
-	assert_string_equal(text, want);
+	char *want = h_mock_tokens(n);
+	h_stream_expect_text(s, want);
 	free(want);
-	free(text);
 }

@@ -39,6 +39,8 @@ json_t *h_stream_done(struct h_stream *s, int timeout_ms);
 json_t *h_stream_expect_error(struct h_stream *s, const char *code, int timeout_ms);
 /* The concatenated deltas of type ("token" or "reasoning"); caller frees. */
 char *h_stream_text(struct h_stream *s, const char *type);
+/* Fails unless the stream's token text is want. */
+void h_stream_expect_text(struct h_stream *s, const char *want);
 /* Fails unless the stream's token text is the mock's first n tokens
  * (h_mock_tokens). */
 void h_stream_expect_mock_tokens(struct h_stream *s, int n);
