@@ -139,6 +139,19 @@ static void test_config_set_clear(void **state)
 	expect_log_no_key(d);
 }
 
+/* Writes body to path and starts `sundynixctl config serve` of it, waiting
+ * until it serves. */
+static struct h_cmd *config_serve(const char *prefix, const char *path, const char *body)
+{
+	h_write_file(path, body, strlen(body));
+	struct h_cmd *serve = h_ctl_start(nats, prefix, "config", "serve", path, NULL);
+	if (!h_wait_file(serve->err_path, "sundynixctl: serving ", 10000)) {
+		h_cmd_stop(serve, 5000);
+		fail_msg("config serve did not start: %s", serve->err);
+	}
+	return serve;
+}
+
 /* 4. config serve, started before the daemon, answers its startup request. */
 static void test_config_serve(void **state)
 {
@@ -148,14 +161,8 @@ static void test_config_serve(void **state)
 	char *body = xasprintf("{\"provider\":\"openai\",\"base_url\":\"%s\",\"api_key\":\"%s\",\"model\":\"m-served\","
 			       "\"revision\":7}\n",
 			       mock->base_url, KEY);
-	h_write_file(path, body, strlen(body));
+	struct h_cmd *serve = config_serve(prefix, path, body);
 	free(body);
-
-	struct h_cmd *serve = h_ctl_start(nats, prefix, "config", "serve", path, NULL);
-	if (!h_wait_file(serve->err_path, "sundynixctl: serving ", 10000)) {
-		h_cmd_stop(serve, 5000);
-		fail_msg("config serve did not start: %s", serve->err);
-	}
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 	wait_log(d, "(from control plane reply)", 1);
 	char needle[256];
@@ -331,14 +338,8 @@ static void test_config_serve_endpoints_only(void **state)
 	char *body = xasprintf("{\"provider\":\"vllm\",\"model\":\"m-eps\",\"revision\":-3,"
 			       "\"endpoints\":[{\"base_url\":\"%s\",\"weight\":2}]}\n",
 			       mock->base_url);
-	h_write_file(path, body, strlen(body));
+	struct h_cmd *serve = config_serve(prefix, path, body);
 	free(body);
-
-	struct h_cmd *serve = h_ctl_start(nats, prefix, "config", "serve", path, NULL);
-	if (!h_wait_file(serve->err_path, "sundynixctl: serving ", 10000)) {
-		h_cmd_stop(serve, 5000);
-		fail_msg("config serve did not start: %s", serve->err);
-	}
 	struct h_daemon *d = h_daemon_start(nats, prefix, NULL);
 	wait_log(d, "model config applied: model=m-eps", 1);
 	struct h_cmd *c = h_ctl_run(nats, prefix, 20000, "chat", "Hi", NULL);
