@@ -32,8 +32,8 @@ static int h__bed_group_teardown(void **state)
 	if (!h__bed)
 		return 0;
 	int rc = h__bed->teardown ? h__bed->teardown() : 0;
-	for (size_t i = 0; i < H_BED_MOCKS; i++)
-		if (h__bed->mocks[i].mock)
+	for (size_t i = 0; i < H_BED_MOCKS; i++) /* none if the group setup failed */
+		if (h__bed->mocks[i].mock && *h__bed->mocks[i].mock)
 			h_mock_stop(*h__bed->mocks[i].mock);
 	return rc;
 }
