@@ -169,11 +169,24 @@ EOF
 	cpu0=$(cpu_ticks "$DAEMON_PID")
 	nats0=$(cpu_ticks "$NATS_PID")
 	[ -n "$MOCK_PID" ] && mock0=$(cpu_ticks "$MOCK_PID")
+	# Syscalls of the daemon (all threads) over the measured phase, when perf
+	# can count them; BENCH_SYSCALLS=detail also counts each syscall by name.
+	local perf_pid="" perf_ev=raw_syscalls:sys_enter
+	[ "${BENCH_SYSCALLS:-}" = detail ] && perf_ev="$perf_ev,syscalls:sys_enter_*"
+	if [ "${BENCH_SYSCALLS:-}" != off ] && command -v perf >/dev/null; then
+		perf stat -x, -e "$perf_ev" -p "$DAEMON_PID" -o "$dir/perf.txt" 2>"$dir/perf.err" &
+		perf_pid=$!
+		sleep 0.3 # perf attaches before the load starts
+	fi
 	# shellcheck disable=SC2086 # BENCH_LOADGEN_ARGS is a list of options
 	"$LOADGEN" --nats "$NATS_URL" --prefix "$prefix" --streams "$streams" --requests "$requests" \
 		"${expect[@]}" --timeout 90 --json --label "$name" ${BENCH_LOADGEN_ARGS:-} \
 		>"$dir/nats.json" 2>"$dir/nats.err" || rc_nats=$?
 	cpu1=$(cpu_ticks "$DAEMON_PID")
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null
+		wait "$perf_pid" 2>/dev/null || true
+	fi
 	nats1=$(cpu_ticks "$NATS_PID")
 	[ -n "$MOCK_PID" ] && mock1=$(cpu_ticks "$MOCK_PID")
 	hwm=$(status_kb "$DAEMON_PID" VmHWM)
@@ -238,6 +251,17 @@ r["added_ttft_p50_ms"] = round(r["ttft_p50_ms"] - r["floor_ttft_p50_ms"], 3) if 
 r["added_ttft_p99_ms"] = round(r["ttft_p99_ms"] - r["floor_ttft_p99_ms"], 3) if run and floor else None
 r["requests_per_connection"] = (round(r["mock_requests"] / r["mock_connections"], 1)
                                 if mstats and mstats["connections"] else None)
+# perf stat -x, lines: count,unit,event,... ("<not counted>" when perf failed)
+sc = {}
+pf = os.path.join(d, "perf.txt")
+for line in open(pf) if os.path.exists(pf) else []:
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].isdigit():
+        sc[f[2].replace("syscalls:sys_enter_", "")] = int(f[0])
+total = sc.pop("raw_syscalls:sys_enter", None)
+r["syscalls_per_token"] = round(total / tok, 3) if total is not None and tok else None
+r["syscalls_by_name_per_token"] = {k: round(v / tok, 4) for k, v in
+                                   sorted(sc.items(), key=lambda kv: -kv[1]) if v} if sc and tok else None
 h = os.path.join(d, "histogram.txt")
 r["chunk_latency_histogram"] = open(h).read().strip() if os.path.exists(h) else None
 print(json.dumps(r, separators=(",", ":")))
@@ -249,14 +273,15 @@ EOF
 }
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(A B C D)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(A B C D E)
 for s in "${SCENARIOS[@]}"; do
 	case $s in
 	A) run_scenario A 100 "${BENCH_A_REQUESTS:-20000}" 64 0 --tokens 64 --ttft-ms 0 --inter-ms 0 --tokens-per-write 8 ;;
 	B) run_scenario B 1000 "${BENCH_B_REQUESTS:-5000}" 32 20 --tokens 32 --ttft-ms 0 --inter-ms 20 ;;
 	C) run_scenario C 10000 "${BENCH_C_REQUESTS:-10000}" 16 250 --tokens 16 --ttft-ms 0 --inter-ms 250 ;;
 	D) run_scenario D 1000 "${BENCH_D_REQUESTS:-3000}" 0 1 ;;
-	*) fail "unknown scenario $s (A B C D)" ;;
+	E) run_scenario E 1 "${BENCH_E_REQUESTS:-2000}" 8 0 --tokens 8 --ttft-ms 0 --inter-ms 0 ;;
+	*) fail "unknown scenario $s (A B C D E)" ;;
 	esac
 done
 
@@ -266,12 +291,12 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v) if isinstance(v, (int, float)) else str(v)
-hdr = ["scen", "streams", "reqs", "tok", "ok", "cpu us/tok", "tok/s", "peak open", "peak RSS MB", "KB/stream",
+hdr = ["scen", "streams", "reqs", "tok", "ok", "cpu us/tok", "sys/tok", "tok/s", "peak open", "peak RSS MB", "KB/stream",
        "TTFT p50 ms", "p99 ms", "floor p50", "floor p99", "added p50", "req/conn"]
 out = [hdr]
 for r in rows:
     out.append([r["scenario"], str(r["streams"]), str(r["requests"]), str(r["tokens_per_reply"]),
-                "yes" if r["ok"] else "NO", f(r["cpu_us_per_token"]), f(r["tokens_per_s"], "{:.0f}"), f(r["peak_active_streams"], "{}"),
+                "yes" if r["ok"] else "NO", f(r["cpu_us_per_token"]), f(r.get("syscalls_per_token")), f(r["tokens_per_s"], "{:.0f}"), f(r["peak_active_streams"], "{}"),
                 f(r["peak_rss_kb"] / 1024), f(r["rss_kb_per_stream"]), f(r["ttft_p50_ms"], "{:.3f}"),
                 f(r["ttft_p99_ms"], "{:.3f}"), f(r["floor_ttft_p50_ms"], "{:.3f}"),
                 f(r["floor_ttft_p99_ms"], "{:.3f}"), f(r["added_ttft_p50_ms"], "{:.3f}"),
