@@ -45,7 +45,7 @@ DEPFLAGS := -MMD -MP
 # builds curl handles without using them; sse, openai, prompt, modelcfg and
 # record are pure; metrics and srv only count and encode); daemon ones are the rest of the daemon.
 CORE_MODS   := util log config contract provider modelcfg prompt sse openai record metrics srv
-DAEMON_MODS := pool bus http upstream probe control stub request prom httpd main
+DAEMON_MODS := pool bus bus_loop http upstream probe control stub request prom httpd main
 CTL_MODS    := sundynixctl
 
 CORE_OBJS   := $(CORE_MODS:%=$(BUILD)/obj/%.o)

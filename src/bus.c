@@ -1,11 +1,12 @@
 /* bus: see include/bus.h.
  *
- *   loop thread: uv_poll (adapter) -> natsConnection_ProcessReadEvent -> sync subscription queues
+ *   loop thread: uv_poll (bus_loop) -> natsConnection_ProcessReadEvent -> sync subscription queues
+ *                uv_prepare (bus_loop, before the loop blocks) -> ProcessWriteEvent: one write
  *                uv_check (after every poll) -> bus__pull: NextMsg(timeout 0) -> cb(ud, ev, msg)
  *   nats.c threads: connection events -> queue (mutex) -> uv_async -> bus__drain -> cb
  *                   $SRV.> messages (one async subscription) -> the same queue
  *
- * Messages never leave the loop thread: with the libuv adapter nats.c reads
+ * Messages never leave the loop thread: with bus_loop nats.c reads
  * and parses on the loop, and synchronous subscriptions leave each message in
  * the subscription's queue, from which a check handle takes it in the same
  * iteration. (Asynchronous subscriptions would hand every message to a
@@ -20,11 +21,11 @@
  * thread and cross to the loop through the connection events' queue. */
 #include "bus.h"
 
-#include <nats/adapters/libuv.h>
 #include <nats/nats.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus_loop.h"
 #include "config.h"
 #include "log.h"
 
@@ -109,6 +110,7 @@ struct bus {
 	int open_handles;  /* loop handles not yet closed */
 
 	uv_check_t check;  /* takes messages off the subscriptions */
+	struct bus_loop *adapter; /* the socket on the loop; when bytes go out */
 	uv_timer_t retry;  /* the first connect, until it succeeds */
 	uint64_t retry_ms;
 	char *secrets[2];  /* password and token, redacted from error texts */
@@ -380,15 +382,14 @@ static int bus__options(struct bus *b, const struct config *cfg, char *err, size
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectBufSize(o, (int)cfg->nats_reconnect_buffer_bytes);
 	/* Without this, every publish wakes nats.c's flusher thread, which asks
-	 * the adapter for a write event from that thread: a thread hop, an
-	 * allocation and a uv_async round trip per flush, about a millisecond
-	 * of latency on a busy machine. With it, publish hands its bytes to the
-	 * socket from the loop thread at once. */
+	 * the adapter for a write event from that thread: a thread hop and a
+	 * uv_async round trip per flush, about a millisecond of latency on a
+	 * busy machine. With it, publish asks the adapter on the loop thread,
+	 * and bus_loop writes once per loop iteration (src/bus_loop.h). */
 	if (s == NATS_OK)
 		s = natsOptions_SetSendAsap(o, true);
 	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(o, b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
-					     natsLibuv_Detach);
+		s = bus_loop_options(b->adapter, o);
 	if (s == NATS_OK)
 		s = natsOptions_SetDisconnectedCB(o, bus__on_disconnected, b);
 	if (s == NATS_OK)
@@ -502,9 +503,9 @@ static void bus__fatal(struct bus *b, const char *what, natsStatus s)
 
 static void bus__try_connect(uv_timer_t *t);
 
-/* The first connect runs on the loop thread: the libuv adapter makes its
- * first attach only there (it refuses nats.c's reconnect thread, so nats.c's
- * own retry-on-failed-connect cannot be used with it). A refused or
+/* The first connect runs on the loop thread (nats.c's stock libuv adapter
+ * made its first attach only there; bus_loop would take it from any thread,
+ * but a loop timer with backoff is simple and logs each try). A refused or
  * unreachable server is retried from a loop timer with backoff; once
  * connected, nats.c reconnects by itself, forever. An attempt blocks the loop
  * for at most nats.connect_timeout_ms, and only while there is no NATS, that
@@ -563,13 +564,12 @@ struct bus *bus_open(uv_loop_t *loop, const struct config *cfg, bus_cb cb, void 
 	uv_timer_init(loop, &b->retry);
 	b->retry.data = b;
 	uv_check_init(loop, &b->check);
-	b->open_handles = 3; /* async, retry, check */
+	b->adapter = bus_loop_new(loop);
+	b->open_handles = 4; /* async, retry, check, adapter */
 	b->check.data = b;
 	uv_check_start(&b->check, bus__pull);
 	b->retry_ms = (uint64_t)cfg->nats_reconnect_wait_ms;
 
-	natsLibuv_Init();
-	natsLibuv_SetThreadLocalLoop(loop);
 	if (bus__options(b, cfg, err, errlen) < 0)
 		goto fail;
 	/* Our own reply subject under the prefix, not _INBOX.>, so a NATS
@@ -712,12 +712,17 @@ void bus_flush(struct bus *b, int timeout_ms)
 	bus__want_flush(b, BUS__FLUSH_USER);
 }
 
-static void bus__close_cb(uv_handle_t *h)
+static void bus__closed(void *ud)
 {
-	struct bus *b = h->data;
+	struct bus *b = ud;
 
 	if (--b->open_handles == 0 && !b->cb)
 		bus_free(b);
+}
+
+static void bus__close_cb(uv_handle_t *h)
+{
+	bus__closed(h->data);
 }
 
 void bus_close(struct bus *b)
@@ -735,6 +740,7 @@ void bus_close(struct bus *b)
 	uv_check_stop(&b->check);
 	uv_close((uv_handle_t *)&b->check, bus__close_cb);
 	uv_close((uv_handle_t *)&b->async, bus__close_cb);
+	bus_loop_close(b->adapter, bus__closed, b);
 	if (b->nc)
 		natsConnection_Close(b->nc);
 }
@@ -760,6 +766,7 @@ void bus_free(struct bus *b)
 	natsStatus cs = nats_CloseAndWait(BUS_FLUSH_TIMEOUT_MS);
 	if (cs != NATS_OK)
 		log_warn(NULL, "nats: library did not shut down cleanly: %s", natsStatus_GetText(cs));
+	bus_loop_free(b->adapter); /* no nats.c thread is left to call it */
 	it = b->head;
 	while (it) {
 		struct bus_item *next = it->next;
