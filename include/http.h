@@ -39,7 +39,8 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host);
  * its owner can free it; done is not called), then closes the poll handles;
  * the loop must run once more to free them. */
 void http_free(struct http *h);
-/* x->easy and x->done must be set. Sets CURLOPT_PRIVATE to x. */
+/* x->easy and x->done must be set. Sets CURLOPT_PRIVATE to x, and curl's
+ * open/close socket callbacks (http owns every connection's socket). */
 int http_start(struct http *h, struct http_xfer *x) UTIL_WUR;
 /* Aborts a running transfer without calling done. Never call it from inside
  * a curl callback (write/header); return an error from the callback instead. */

@@ -5,6 +5,9 @@
 #include "http.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -20,6 +23,8 @@ struct http {
 	int nactive;
 	struct http_xfer *active; /* list of running transfers */
 	int open_handles; /* the timers not yet closed */
+	struct http_sock **socks; /* connections' sockets by fd */
+	size_t nsocks;
 };
 
 static void http__unlink(struct http *h, struct http_xfer *x)
@@ -59,13 +64,41 @@ static void http__on_sweep(uv_timer_t *t)
 	}
 }
 
-/* One per socket curl asks us to watch; freed in its close callback. */
+/* One per socket curl asks us to watch. A connection's socket (opened by
+ * http__open_socket) lives as long as the connection: curl keeps idle
+ * connections for the next transfer, and a poll handle made afresh for each
+ * transfer costs six epoll_ctl and an ioctl (libuv checks the fd, sets it
+ * non-blocking, deletes before every start). Between transfers it stays
+ * watched for reading, which costs nothing until the peer closes or sends
+ * something unasked; then it is stopped. Other sockets (the resolver's) come
+ * and go with curl's REMOVE. */
 struct http_sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
-	int events; /* what the poll handle watches now */
+	int events;  /* what the poll handle watches now */
+	bool inited; /* poll initialised */
+	bool conn;   /* a connection's socket: freed when curl closes it */
+	bool wanted; /* curl watches it now */
 	struct http *http;
 };
+
+static struct http_sock *http__sock_find(struct http *h, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < h->nsocks ? h->socks[fd] : NULL;
+}
+
+static void http__sock_closed(uv_handle_t *hd)
+{
+	free(hd->data);
+}
+
+static void http__sock_free(struct http_sock *s)
+{
+	if (s->inited)
+		uv_close((uv_handle_t *)&s->poll, http__sock_closed);
+	else
+		free(s);
+}
 
 static void http__check_done(struct http *h)
 {
@@ -97,6 +130,13 @@ static void http__on_poll(uv_poll_t *p, int status, int events)
 	struct http_sock *s = p->data;
 	int flags = 0;
 
+	if (!s->wanted) {
+		/* An idle connection woke: the peer closed it (or sent what
+		 * nobody asked for). curl finds out when it tries to reuse it. */
+		uv_poll_stop(p);
+		s->events = 0;
+		return;
+	}
 	if (status < 0) {
 		/* A socket error (a peer's reset) comes alone, with the handle
 		 * stopped by libuv, though what the peer sent before it may be
@@ -104,9 +144,13 @@ static void http__on_poll(uv_poll_t *p, int status, int events)
 		 * ("Failed sending data") without reading it. So curl reads
 		 * (and writes) as it would, meets the error itself, and the
 		 * handle watches again until curl says otherwise. */
+		int want = s->events;
+		s->events = 0;
 		http__action(s->http, s->fd, CURL_CSELECT_IN | CURL_CSELECT_OUT);
-		if (!uv_is_closing((uv_handle_t *)p) && s->events)
-			uv_poll_start(p, s->events, http__on_poll);
+		if (!uv_is_closing((uv_handle_t *)p) && s->wanted && !s->events && want) {
+			uv_poll_start(p, want, http__on_poll);
+			s->events = want;
+		}
 		return;
 	}
 	if (events & UV_READABLE)
@@ -135,11 +179,6 @@ static int http__timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-static void http__sock_closed(uv_handle_t *hd)
-{
-	free(hd->data);
-}
-
 static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct http *h = userp;
@@ -147,11 +186,19 @@ static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, 
 	int events = 0;
 
 	(void)easy;
+	if (!s && (s = http__sock_find(h, fd)))
+		curl_multi_assign(h->multi, fd, s); /* a kept connection, used again */
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
+		if (!s)
+			return 0;
+		curl_multi_assign(h->multi, fd, NULL);
+		s->wanted = false;
+		if (!s->conn) {
+			http__sock_free(s);
+		} else if (s->events & UV_WRITABLE) {
+			/* Writable would wake the loop at once, and for nothing. */
 			uv_poll_stop(&s->poll);
-			uv_close((uv_handle_t *)&s->poll, http__sock_closed);
-			curl_multi_assign(h->multi, fd, NULL);
+			s->events = 0;
 		}
 		return 0;
 	}
@@ -159,13 +206,19 @@ static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, 
 		s = xcalloc(1, sizeof(*s));
 		s->fd = fd;
 		s->http = h;
+		curl_multi_assign(h->multi, fd, s);
+	}
+	if (!s->inited) {
 		if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
-			free(s);
+			curl_multi_assign(h->multi, fd, NULL);
+			if (!s->conn)
+				free(s);
 			return -1;
 		}
 		s->poll.data = s;
-		curl_multi_assign(h->multi, fd, s);
+		s->inited = true;
 	}
+	s->wanted = true;
 	if (what & CURL_POLL_IN)
 		events |= UV_READABLE;
 	if (what & CURL_POLL_OUT)
@@ -177,6 +230,46 @@ static int http__socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, 
 		s->events = events;
 	}
 	return 0;
+}
+
+/* curl opens and closes every connection's socket through these, so a
+ * connection's http_sock can outlive its transfers (see struct http_sock). */
+static curl_socket_t http__open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct http *h = clientp;
+	curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+
+	(void)purpose;
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((size_t)fd >= h->nsocks) {
+		size_t n = h->nsocks ? h->nsocks : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		h->socks = xrealloc(h->socks, n * sizeof(*h->socks));
+		memset(h->socks + h->nsocks, 0, (n - h->nsocks) * sizeof(*h->socks));
+		h->nsocks = n;
+	}
+	struct http_sock *s = xcalloc(1, sizeof(*s));
+	s->fd = fd;
+	s->http = h;
+	s->conn = true;
+	h->socks[fd] = s;
+	return fd;
+}
+
+static int http__close_socket(void *clientp, curl_socket_t fd)
+{
+	struct http *h = clientp;
+	struct http_sock *s = http__sock_find(h, fd);
+
+	if (s) {
+		/* Before close: libuv must drop the fd while it is still this
+		 * socket (a new one may get the same number at once). */
+		h->socks[fd] = NULL;
+		http__sock_free(s);
+	}
+	return close(fd);
 }
 
 struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
@@ -211,16 +304,18 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host)
 static void http__free_cb(uv_handle_t *hd)
 {
 	struct http *h = hd->data;
-	if (--h->open_handles == 0)
+	if (--h->open_handles == 0) {
+		free(h->socks);
 		free(h);
+	}
 }
 
 void http_free(struct http *h)
 {
 	if (!h)
 		return;
-	/* Cleanup calls the socket callback with REMOVE for every socket still
-	 * open, which closes their poll handles. */
+	/* Cleanup closes every connection through http__close_socket, which
+	 * closes their poll handles (and REMOVE closes any other socket's). */
 	/* What is left is owned by nobody but its transfer (an upstream that
 	 * ended at [DONE] and was draining the body): expiring frees it. */
 	while (h->active) {
@@ -238,6 +333,10 @@ int http_start(struct http *h, struct http_xfer *x)
 {
 	x->http = h;
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, http__open_socket);
+	curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, h);
+	curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, http__close_socket);
+	curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, h);
 	if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK)
 		return -1;
 	x->active = 1;
