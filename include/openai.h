@@ -54,6 +54,13 @@ struct openai_decoder {
 	struct contract_tool_call *calls; /* a chunk's tool-call pieces, reused */
 	size_t calls_cap;
 	unsigned long long fast, slow; /* chunks decoded by each path */
+	unsigned long long same;       /* of the fast ones, read as the previous chunk's shape */
+	/* The previous text chunk's shape (see openai.c): its bytes through the
+	 * content string's opening quote, those after its closing quote, and
+	 * the model (NUL-terminated, when there was one). shape_pre 0: none. */
+	struct buf shape;
+	size_t shape_pre, shape_suf;
+	bool shape_model;
 };
 
 void openai_decoder_init(struct openai_decoder *d);

@@ -27,7 +27,10 @@ void openai_decoder_init(struct openai_decoder *d)
 	buf_init(&d->strs);
 	d->calls = NULL;
 	d->calls_cap = 0;
-	d->fast = d->slow = 0;
+	d->fast = d->slow = d->same = 0;
+	buf_init(&d->shape);
+	d->shape_pre = d->shape_suf = 0;
+	d->shape_model = false;
 }
 
 void openai_decoder_free(struct openai_decoder *d)
@@ -35,6 +38,8 @@ void openai_decoder_free(struct openai_decoder *d)
 	json_decref(d->last);
 	d->last = NULL;
 	buf_free(&d->strs);
+	buf_free(&d->shape);
+	d->shape_pre = 0;
 	free(d->calls);
 	d->calls = NULL;
 	d->calls_cap = 0;
@@ -317,6 +322,7 @@ struct fp {
 	bool is_obj[FP_NCTX];   /* a value of that context was an object */
 	int tool_pos;           /* position in tool_calls of the element being read */
 	int ntools;             /* slots used in tools */
+	const unsigned char *content_at, *content_end; /* content's raw string: opening quote, past closing */
 	/* Last, and not cleared per chunk: a slot is set up when used, so text
 	 * chunks pay nothing for it. */
 	struct fp_tool tools[OPENAI_FAST_TOOL_CALLS];
@@ -680,6 +686,8 @@ static int fp__literal(struct fp *f, const char *lit)
 }
 
 static int fp__decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out);
+static void openai__shape_keep(struct openai_decoder *d, const char *data, size_t len, const struct fp *f,
+			       const struct openai_chunk *out);
 
 /* One value. ctx says what it is to us when it is an object (or, for
  * FP_CHOICE0, an array whose first element is the choice); field, when it is
@@ -731,9 +739,13 @@ static int fp__value(struct fp *f, enum fp_ctx ctx, int field, int count)
 			rc = fp__string(f, f->strs, &t->len[field - FPF_TOOL_ID], false);
 		} else if (field >= 0) {
 			size_t n;
+			if (field == FPF_CONTENT)
+				f->content_at = f->p;
 			f->off[field] = (long)f->strs->len;
 			rc = fp__string(f, f->strs, &n, false);
 			f->len[field] = n;
+			if (field == FPF_CONTENT)
+				f->content_end = f->p;
 		} else {
 			rc = fp__string(f, NULL, NULL, false);
 		}
@@ -964,6 +976,64 @@ static int fp__decode(struct openai_decoder *d, const char *data, size_t len, st
 	if (out->is_error && !out->error_message)
 		out->error_message = "upstream error without a message";
 #undef FP_STR
+	openai__shape_keep(d, data, len, &f, out);
+	return 0;
+}
+
+/* ---- same shape as the previous chunk ----
+ *
+ * A stream's text chunks differ only in the content string: the id, the
+ * model, the timestamp, every key and its order repeat byte for byte. So when
+ * the fast path has read a chunk that carries text and nothing else (no
+ * finish, tool call, usage, error or reasoning), the decoder keeps its bytes
+ * before the content string (through the opening quote) and after it (from
+ * past the closing quote), and the model. A next chunk that starts with the
+ * same prefix, has a well-formed string there, and ends with the same suffix
+ * parses exactly as the previous one did, but for that string: JSON is read
+ * left to right, and the string token's extent is fixed by its own bytes. So
+ * only the string is read (two memcmp and the string scan instead of the
+ * whole chunk). Anything else goes to the full fast path, which sets the
+ * shape again or drops it. */
+
+#define OPENAI_SHAPE_MAX 1024 /* longer chunks are not kept (memory per stream) */
+
+static void openai__shape_keep(struct openai_decoder *d, const char *data, size_t len, const struct fp *f,
+			       const struct openai_chunk *out)
+{
+	d->shape_pre = 0;
+	if (len > OPENAI_SHAPE_MAX || !out->content || out->reasoning || out->finish_reason || out->ntool_calls ||
+	    out->has_usage || out->is_error || !f->content_at || !f->content_end)
+		return;
+	size_t pre = (size_t)(f->content_at - (const unsigned char *)data) + 1;
+	size_t suf = len - (size_t)(f->content_end - (const unsigned char *)data);
+	size_t mlen = out->model ? strlen(out->model) : 0;
+	buf_reset(&d->shape);
+	buf_append(&d->shape, data, pre);
+	buf_append(&d->shape, (const char *)f->content_end, suf);
+	if (out->model)
+		buf_append(&d->shape, out->model, mlen + 1);
+	d->shape_pre = pre;
+	d->shape_suf = suf;
+	d->shape_model = out->model != NULL;
+}
+
+static int openai__shape_decode(struct openai_decoder *d, const char *data, size_t len, struct openai_chunk *out)
+{
+	size_t pre = d->shape_pre, suf = d->shape_suf;
+	struct fp f;
+	size_t n;
+
+	if (!pre || len < pre + 1 + suf || memcmp(data, d->shape.data, pre))
+		return -1;
+	f.p = (const unsigned char *)data + pre - 1;
+	f.end = (const unsigned char *)data + len;
+	buf_reset(&d->strs);
+	if (fp__string(&f, &d->strs, &n, false) < 0 || (size_t)(f.end - f.p) != suf ||
+	    memcmp(f.p, d->shape.data + pre, suf))
+		return -1;
+	out->content = n ? d->strs.data : NULL;
+	out->content_len = n;
+	out->model = d->shape_model ? d->shape.data + pre + suf : NULL;
 	return 0;
 }
 
@@ -975,9 +1045,16 @@ int openai_decode(struct openai_decoder *d, const char *data, size_t len, struct
 	d->last = NULL;
 	if (openai__trivial(data, len, out))
 		return 0;
+	if (openai__shape_decode(d, data, len, out) == 0) {
+		d->fast++;
+		d->same++;
+		return 0;
+	}
+	memset(out, 0, sizeof(*out));
 	if (fp__decode(d, data, len, out) == 0) {
 		d->fast++;
 		return 0;
 	}
+	d->shape_pre = 0;
 	return openai_decode_json(d, data, len, out, err, errlen);
 }

@@ -1,5 +1,6 @@
 /* Shared by the unit test and the fuzzer: do the fast path and jansson agree
- * on one payload? Returns NULL if they do, else which field differs. */
+ * on one payload (after another one, for the decoder's state)? Returns NULL
+ * if they do, else which field differs. */
 #ifndef SUNDYNIX_OPENAI_AGREE_H
 #define SUNDYNIX_OPENAI_AGREE_H
 
@@ -31,7 +32,10 @@ static int agree__calls(const struct openai_chunk *a, const struct openai_chunk 
 	return 1;
 }
 
-static inline const char *openai_agree(const char *data, size_t len)
+/* Does the fast path, having read prev first (the decoder keeps state from
+ * one chunk to the next: the previous chunk's shape), agree with jansson on
+ * data? prev NULL: a fresh decoder. */
+static inline const char *openai_agree_after(const char *prev, size_t prevlen, const char *data, size_t len)
 {
 	struct openai_decoder fast, slow;
 	struct openai_chunk a, b;
@@ -40,6 +44,8 @@ static inline const char *openai_agree(const char *data, size_t len)
 
 	openai_decoder_init(&fast);
 	openai_decoder_init(&slow);
+	if (prev && openai_decode(&fast, prev, prevlen, &a, ea, sizeof(ea)) < 0)
+		(void)0; /* only its effect on the decoder matters */
 	int ra = openai_decode(&fast, data, len, &a, ea, sizeof(ea));
 	int rb = openai_decode_json(&slow, data, len, &b, eb, sizeof(eb));
 	if (ra != rb)
@@ -68,6 +74,11 @@ static inline const char *openai_agree(const char *data, size_t len)
 	openai_decoder_free(&fast);
 	openai_decoder_free(&slow);
 	return why;
+}
+
+static inline const char *openai_agree(const char *data, size_t len)
+{
+	return openai_agree_after(NULL, 0, data, len);
 }
 
 #endif

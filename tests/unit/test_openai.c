@@ -520,6 +520,82 @@ static void test_fast_path_agrees(void **state)
 		assert_null(why);
 	}
 }
+/* A text chunk's shape is reused for the next (see openai.c): every
+ * variation of the next chunk must still agree with jansson, and the
+ * shortcut must actually be taken when only the text differs. */
+#define SHAPE_PRE "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+#define SHAPE_SUF "},\"finish_reason\":null}]}"
+
+static void test_same_shape(void **state)
+{
+	static const char *const prev[] = {
+		SHAPE_PRE "\"a\"" SHAPE_SUF,
+		SHAPE_PRE "\"\\u0000\"" SHAPE_SUF,
+		"{\"choices\":[{\"delta\":{\"content\":\"x\",\"reasoning\":\"r\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":{\"total_tokens\":3}}",
+		"{\"choices\":[{\"delta\":{\"content\":\"x\"}}]}",
+	};
+	static const char *const next[] = {
+		SHAPE_PRE "\"b\"" SHAPE_SUF,
+		SHAPE_PRE "\"\"" SHAPE_SUF,
+		SHAPE_PRE "\"q\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00 \xc3\xa9\"" SHAPE_SUF,
+		SHAPE_PRE "\"a\\\"},\\\"finish_reason\\\":\\\"stop\"" SHAPE_SUF,
+		SHAPE_PRE "\"\\u0000\"" SHAPE_SUF,
+		SHAPE_PRE "\"unterminated" SHAPE_SUF,
+		SHAPE_PRE "\"bad escape \\x\"" SHAPE_SUF,
+		SHAPE_PRE "\"lone \\udc00\"" SHAPE_SUF,
+		SHAPE_PRE "\"ctl \x01\"" SHAPE_SUF,
+		SHAPE_PRE "\"utf8 \xc3\"" SHAPE_SUF,
+		SHAPE_PRE "\"a\"" "},\"finish_reason\":\"stop\"}]}",
+		SHAPE_PRE "\"a\"" SHAPE_SUF " x",
+		SHAPE_PRE "\"a\"" SHAPE_SUF " ",
+		SHAPE_PRE "\"a\" " SHAPE_SUF,
+		SHAPE_PRE "null" SHAPE_SUF,
+		SHAPE_PRE "\"a\"",
+		SHAPE_PRE,
+		"{\"id\":\"c1\"}",
+		"",
+		"[DONE]",
+		"{\"choices\":[{\"delta\":{\"content\":\"y\",\"reasoning\":\"r\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"y\"},\"finish_reason\":\"stop\"}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"y\"}}],\"usage\":{\"total_tokens\":3}}",
+		"{\"choices\":[{\"delta\":{\"content\":\"y\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"y\"}}]}{",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(prev) / sizeof(prev[0]); i++) {
+		for (size_t j = 0; j < sizeof(next) / sizeof(next[0]); j++) {
+			const char *why = openai_agree_after(prev[i], strlen(prev[i]), next[j], strlen(next[j]));
+			if (why)
+				print_error("after %zu, input %zu (%s): paths disagree on %s\n", i, j, next[j], why);
+			assert_null(why);
+		}
+	}
+
+	/* Taken when only the text differs, and only then. */
+	struct openai_decoder d;
+	struct openai_chunk c;
+	openai_decoder_init(&d);
+	assert_int_equal(openai_decode(&d, prev[0], strlen(prev[0]), &c, NULL, 0), 0);
+	assert_int_equal(d.same, 0);
+	assert_int_equal(openai_decode(&d, next[2], strlen(next[2]), &c, NULL, 0), 0);
+	assert_int_equal(d.same, 1);
+	assert_string_equal(c.model, "m1");
+	assert_int_equal(c.content_len, strlen("q\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80 \xc3\xa9"));
+	assert_memory_equal(c.content, "q\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80 \xc3\xa9", c.content_len);
+	assert_null(c.finish_reason);
+	assert_int_equal(openai_decode(&d, next[10], strlen(next[10]), &c, NULL, 0), 0); /* finish: full path */
+	assert_int_equal(d.same, 1);
+	assert_string_equal(c.finish_reason, "stop");
+	assert_int_equal(openai_decode(&d, next[0], strlen(next[0]), &c, NULL, 0), 0); /* no shape kept after it */
+	assert_int_equal(d.same, 1);
+	assert_int_equal(openai_decode(&d, next[1], strlen(next[1]), &c, NULL, 0), 0);
+	assert_int_equal(d.same, 2);
+	assert_null(c.content); /* "" is no text, as on the full path */
+	openai_decoder_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +615,7 @@ int main(void)
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_error_message_truncation),
 		cmocka_unit_test(test_fast_path_agrees),
+		cmocka_unit_test(test_same_shape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
