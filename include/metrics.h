@@ -73,7 +73,8 @@ struct metrics {
 	uint64_t backend_bytes;              /* response bytes read from backends */
 	struct metrics_mshist ttft;          /* accept to first delta */
 	struct metrics_mshist duration;      /* accept to terminal event */
-	struct metrics_hist chunk;           /* curl write callback to NATS publish */
+	struct metrics_hist chunk;           /* curl write callback to NATS publish, sampled */
+	uint64_t chunk_writes;               /* curl write callbacks: picks the sampled ones */
 	struct metrics_ep *eps;
 	struct metrics_srv submit, probe;    /* $SRV endpoint stats */
 };
