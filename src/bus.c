@@ -37,6 +37,10 @@
  * this, a leave waits for one to finish (the flapping is bounded anyway). */
 #define BUS_GONE_MAX 8
 
+/* Delivered messages destroyed together (bus__spent). */
+#define BUS_SPENT_MAX 64
+#define BUS_SPENT_BYTES (256 * 1024)
+
 /* What a flush is for. */
 #define BUS__FLUSH_CONNECTED 1u /* control subscriptions placed: report BUS_CONNECTED */
 #define BUS__FLUSH_JOINED 2u    /* queue groups joined: report BUS_READY */
@@ -110,6 +114,9 @@ struct bus {
 	int open_handles;  /* loop handles not yet closed */
 
 	uv_check_t check;  /* takes messages off the subscriptions */
+	natsMsg *spent[BUS_SPENT_MAX]; /* delivered, not yet destroyed (bus__spent) */
+	int nspent;
+	size_t spent_bytes;
 	struct bus_loop *adapter; /* the socket on the loop; when bytes go out */
 	uv_timer_t retry;  /* the first connect, until it succeeds */
 	uint64_t retry_ms;
@@ -163,6 +170,26 @@ static void bus__deliver(struct bus *b, enum bus_event ev, natsMsg *msg)
  * busy subject cannot starve the rest of the loop. */
 #define BUS_PULL_BATCH 256
 
+/* natsMsg_Destroy hands each message to nats.c's garbage-collector thread
+ * and wakes it (a futex, a context switch and a free on another thread, per
+ * submit). Spent messages are kept and given back in batches instead, so
+ * the collector wakes once per batch; bounded in count and bytes. */
+static void bus__spent_flush(struct bus *b)
+{
+	for (int i = 0; i < b->nspent; i++)
+		natsMsg_Destroy(b->spent[i]);
+	b->nspent = 0;
+	b->spent_bytes = 0;
+}
+
+static void bus__spent(struct bus *b, natsMsg *msg)
+{
+	b->spent[b->nspent++] = msg;
+	b->spent_bytes += (size_t)natsMsg_GetDataLength(msg);
+	if (b->nspent == BUS_SPENT_MAX || b->spent_bytes >= BUS_SPENT_BYTES)
+		bus__spent_flush(b);
+}
+
 /* Takes what nats.c queued on the subscriptions during this iteration. */
 static void bus__pull(uv_check_t *h)
 {
@@ -178,7 +205,7 @@ static void bus__pull(uv_check_t *h)
 				break;
 			if (st == NATS_OK) {
 				bus__deliver(b, s->ev, msg);
-				natsMsg_Destroy(msg);
+				bus__spent(b, msg);
 				if (n == BUS_PULL_BATCH - 1)
 					more = true;
 			} else if (st == NATS_NO_RESPONDERS) {
@@ -751,6 +778,7 @@ void bus_free(struct bus *b)
 
 	if (!b)
 		return;
+	bus__spent_flush(b);
 	for (int i = 0; i < BUS_SUB_COUNT; i++)
 		if (b->subs[i].sub)
 			natsSubscription_Destroy(b->subs[i].sub);
