@@ -780,24 +780,97 @@ static char *openai__dump(json_t *root)
 	return s;
 }
 
+/* v as compact JSON text, as json_dumps(v, JSON_COMPACT) writes it (keys in
+ * insertion order) but written straight into b: the request body is built
+ * once per request, and jansson's dump (a callback per piece, a tree for the
+ * body around the messages) cost about as much as reading the submit. The
+ * one difference, \u escapes of control characters in lower-case hex, means
+ * the same to any JSON reader. Reals go through jansson, for its format. */
+static void openai__dump_into(struct buf *b, json_t *v)
+{
+	const char *key;
+	json_t *x;
+	size_t i;
+	bool first = true;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		buf_append_char(b, '{');
+		json_object_foreach(v, key, x) {
+			if (!first)
+				buf_append_char(b, ',');
+			first = false;
+			buf_append_json_str(b, key, strlen(key));
+			buf_append_char(b, ':');
+			openai__dump_into(b, x);
+		}
+		buf_append_char(b, '}');
+		break;
+	case JSON_ARRAY:
+		buf_append_char(b, '[');
+		json_array_foreach(v, i, x) {
+			if (i)
+				buf_append_char(b, ',');
+			openai__dump_into(b, x);
+		}
+		buf_append_char(b, ']');
+		break;
+	case JSON_STRING:
+		buf_append_json_str(b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER: {
+		char n[24];
+		snprintf(n, sizeof(n), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		buf_append_str(b, n);
+		break;
+	}
+	case JSON_REAL: {
+		char *r = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!r)
+			util_oom();
+		buf_append_str(b, r);
+		free(r);
+		break;
+	}
+	case JSON_TRUE:
+		buf_append_str(b, "true");
+		break;
+	case JSON_FALSE:
+		buf_append_str(b, "false");
+		break;
+	case JSON_NULL:
+		buf_append_str(b, "null");
+		break;
+	}
+}
+
 char *openai_build_request(const char *model, json_t *messages, json_t *params)
 {
-	json_t *root = json_object();
-	json_t *opts = json_object();
+	struct buf b;
 
-	json_object_set_new(root, "model", json_string(model));
-	json_object_set_new(root, "messages", messages ? json_incref(messages) : json_array());
-	json_object_set_new(root, "stream", json_true());
-	json_object_set_new(opts, "include_usage", json_true());
-	json_object_set_new(root, "stream_options", opts);
+	buf_init(&b);
+	buf_reserve(&b, 1024);
+	buf_append_str(&b, "{\"model\":");
+	buf_append_json_str(&b, model, strlen(model));
+	buf_append_str(&b, ",\"messages\":");
+	if (messages)
+		openai__dump_into(&b, messages);
+	else
+		buf_append_str(&b, "[]");
+	buf_append_str(&b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
 	if (json_is_object(params)) {
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(openai__params); i++) {
 			json_t *v = json_object_get(params, openai__params[i]);
-			if (v && !json_is_null(v))
-				json_object_set(root, openai__params[i], v);
+			if (v && !json_is_null(v)) {
+				buf_append_char(&b, ',');
+				buf_append_json_str(&b, openai__params[i], strlen(openai__params[i]));
+				buf_append_char(&b, ':');
+				openai__dump_into(&b, v);
+			}
 		}
 	}
-	return openai__dump(root);
+	buf_append_char(&b, '}');
+	return b.data;
 }
 
 char *openai_build_probe(const char *model)

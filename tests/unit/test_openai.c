@@ -520,6 +520,67 @@ static void test_fast_path_agrees(void **state)
 		assert_null(why);
 	}
 }
+/* The body is written without jansson's dump: it must read back as the
+ * same JSON jansson would have written, for every kind of value, and be
+ * byte-for-byte jansson's text where no control character needs a \u
+ * escape (those are lower-case hex here, upper-case there). */
+static void test_build_request_as_jansson(void **state)
+{
+	static const char *const messages[] = {
+		"[{\"role\":\"user\",\"content\":\"plain\"}]",
+		"[{\"role\":\"system\",\"content\":\"s\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\\\ / \\b\\f\\n\\r\\t \\u0001 \\u001f \\u007f\"},"
+		" {\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"t\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"u\",\"detail\":\"low\"}}]},"
+		" {\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+		" {\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"nul \\u0000 inside\"}]",
+		"[]",
+		"[{\"role\":\"user\",\"content\":\"\",\"name\":\"n\"}]",
+	};
+	static const char *const params[] = {
+		"{}",
+		"{\"temperature\":0.1,\"top_p\":1e-7,\"max_tokens\":9007199254740991,\"stop\":[\"a\",\"\\n\"],\"seed\":-3,"
+		" \"presence_penalty\":1.5e300,\"frequency_penalty\":-0.0,\"parallel_tool_calls\":false}",
+		"{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+		" \"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"enum\":[1,2.5,true,null,{},[]]}}}}}}],"
+		" \"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+		" \"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"const\":\"\\u00ff\"}}}}",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++) {
+		for (size_t j = 0; j < sizeof(params) / sizeof(params[0]); j++) {
+			json_error_t jerr;
+			json_t *m = json_loads(messages[i], JSON_ALLOW_NUL, &jerr);
+			json_t *p = json_loads(params[j], 0, &jerr);
+			assert_non_null(m);
+			assert_non_null(p);
+			char *body = openai_build_request("m\"odel", m, p);
+
+			/* What jansson would write. */
+			json_t *want = json_object();
+			json_object_set_new(want, "model", json_string("m\"odel"));
+			json_object_set(want, "messages", m);
+			json_object_set_new(want, "stream", json_true());
+			json_object_set_new(want, "stream_options", json_pack("{s:b}", "include_usage", 1));
+			const char *key;
+			json_t *v;
+			json_object_foreach(p, key, v)
+				json_object_set(want, key, v);
+			char *text = json_dumps(want, JSON_COMPACT);
+
+			json_t *got = json_loads(body, JSON_ALLOW_NUL, &jerr);
+			if (!got || !json_equal(got, want))
+				fail_msg("messages %zu, params %zu: %s\nwant %s", i, j, body, text);
+			if (i != 1) /* no control character to \u-escape: the very same bytes */
+				assert_string_equal(body, text);
+			json_decref(got);
+			json_decref(want);
+			free(text);
+			free(body);
+			json_decref(m);
+			json_decref(p);
+		}
+	}
+}
+
 /* A text chunk's shape is reused for the next (see openai.c): every
  * variation of the next chunk must still agree with jansson, and the
  * shortcut must actually be taken when only the text differs. */
@@ -616,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_error_message_truncation),
 		cmocka_unit_test(test_fast_path_agrees),
 		cmocka_unit_test(test_same_shape),
+		cmocka_unit_test(test_build_request_as_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
