@@ -9,9 +9,10 @@ set -eu
 
 # prometheus: the integration test scrapes the daemon with the real server and
 # checks its output with promtool (about 10 s to install, no recommends).
+# linux-perf: `make bench` counts the daemon's syscalls per token with it.
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libuv1-dev libnats-dev libcurl4-openssl-dev libjansson-dev libsystemd-dev libssl-dev libmicrohttpd-dev
-libcmocka-dev nats-server openssl systemd procps curl python3 prometheus"
+libcmocka-dev nats-server openssl systemd procps curl python3 prometheus linux-perf"
 builddeps=0
 
 case "${1:-}" in
