@@ -77,8 +77,7 @@ struct request {
 	struct rnode node; /* in rq->live and rq->live_list */
 	struct requests *rq;
 	enum request_state state;
-	char rid[CONTRACT_RID_MAX + 1];
-	char *subject; /* <prefix>.chat.stream.<rid> */
+	char *subject; /* <prefix>.chat.stream.<rid>; node.rid points into it */
 	struct record rec;                 /* what was sent; owns the seq */
 	unsigned long long last_event_ms;  /* the last event (the terminal one once ended) */
 	struct modelcfg *model; /* snapshot taken at accept; NULL for the stub */
@@ -297,10 +296,10 @@ static void request__forget(struct requests *rq, struct lingering *l)
  * frees next, into a linger entry. */
 static void request__linger(struct requests *rq, struct request *r)
 {
-	size_t n = strlen(r->rid) + 1;
+	size_t n = strlen(r->node.rid) + 1;
 	struct lingering *l = xmalloc(sizeof(*l) + n);
 
-	memcpy(l->rid, r->rid, n);
+	memcpy(l->rid, r->node.rid, n);
 	l->node.rid = l->rid;
 	l->rec = r->rec;
 	record_init(&r->rec, 0, 0); /* the buffer is the entry's now */
@@ -405,7 +404,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 	buf_reset(&rq->ev);
 	if (res->code != CONTRACT_OK) {
-		contract_encode_error(&rq->ev, r->rid, r->rec.next_seq, res->code, res->message, rt);
+		contract_encode_error(&rq->ev, r->node.rid, r->rec.next_seq, res->code, res->message, rt);
 	} else {
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
 		struct contract_usage u = res->usage;
@@ -415,10 +414,10 @@ static void request__finish(struct request *r, const struct upstream_result *res
 			u.completion_tokens += r->usage.completion_tokens;
 			u.total_tokens += r->usage.total_tokens;
 		}
-		contract_encode_done(&rq->ev, r->rid, r->rec.next_seq, res->finish_reason, model,
+		contract_encode_done(&rq->ev, r->node.rid, r->rec.next_seq, res->finish_reason, model,
 				     res->has_usage ? &u : NULL, rt);
 	}
-	metrics_request_end(rq->metrics, &r->obs, r->rid,
+	metrics_request_end(rq->metrics, &r->obs, r->node.rid,
 			    &(struct metrics_end){ res->code, res->message, r->model ? r->model->model : "stub",
 						   route.endpoint, r->attempts, ms, res->finish_reason,
 						   res->has_usage ? &res->usage : NULL });
@@ -455,7 +454,7 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 
 	request__relayed(r);
 	buf_reset(&rq->ev);
-	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
+	contract_encode_delta(&rq->ev, r->node.rid, r->rec.next_seq, kind, text, len);
 	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
 	metrics_request_delta(rq->metrics, &r->obs, kind, r->last_event_ms - r->started_ms);
 }
@@ -470,7 +469,7 @@ static void request__on_tool_call(void *ud, const struct contract_tool_call *tc)
 
 	request__relayed(r);
 	buf_reset(&rq->ev);
-	contract_encode_tool_call(&rq->ev, r->rid, r->rec.next_seq, tc);
+	contract_encode_tool_call(&rq->ev, r->node.rid, r->rec.next_seq, tc);
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 }
 
@@ -550,7 +549,7 @@ static void request__on_end_streaming(struct request *r, const struct upstream_r
 	if (request_may_resume(&f) && request__build_continuation(r) == 0) {
 		char url[512];
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
-		log_info(r->rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
+		log_info(r->node.rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
 			 r->attempts, url, r->attempt_deltas, contract_code_name(res->code), res->message);
 		/* Usage of the broken attempt: its own, or one token a delta. */
 		struct contract_usage u = res->has_usage ? res->usage : (struct contract_usage){ 0, 0, 0 };
@@ -608,7 +607,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 	if (request_may_retry(&f)) {
 		char url[512];
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
-		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
+		log_info(r->node.rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
 			 contract_code_name(res->code), res->message);
 		metrics_request_retry(r->rq->metrics, url);
 		if (request__start_attempt(r) == 0)
@@ -665,7 +664,7 @@ static int request__start_attempt(struct request *r)
 		r->tried |= 1ull << i;
 	const struct modelcfg_endpoint *e = &r->model->endpoints[i];
 	struct upstream_params p = {
-		.rid = r->rid,
+		.rid = r->node.rid,
 		.base_url = e->base_url,
 		.api_key = e->api_key,
 		.provider = r->model->kind,
@@ -778,21 +777,20 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		request__forget(rq, lingering__of(old));
 	r = xcalloc(1, sizeof(*r));
 	r->rq = rq;
-	memcpy(r->rid, sub.request_id, sizeof(r->rid));
-	r->node.rid = r->rid;
-	r->subject = contract_stream_subject(rq->subjects, r->rid);
+	r->subject = contract_stream_subject(rq->subjects, sub.request_id);
+	r->node.rid = r->subject + strlen(rq->subjects->stream_prefix);
 	r->started_ms = r->last_event_ms = request__now(rq);
 	record_init(&r->rec, sub.resume_next_seq, (size_t)cfg->limits_replay_bytes);
 	metrics_request_accepted(rq->metrics, &r->obs, sub.session_id);
 	rtable_insert(&rq->live, &r->node);
 	rlist_append(&rq->live_list, &r->node);
 	requests_check_admission(rq);
-	request__ack(rq, reply, r->rid, CONTRACT_OK, NULL);
+	request__ack(rq, reply, r->node.rid, CONTRACT_OK, NULL);
 
 	struct modelcfg *m = modelcfg_store_get(rq->models);
 	if (m->ready) {
 		r->model = m;
-		log_info(r->rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
+		log_info(r->node.rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
 		if (request__start_upstream(rq, r, &sub) < 0) {
 			struct upstream_result res = { .code = CONTRACT_INTERNAL,
 						       .message = "cannot start the upstream call" };
@@ -800,7 +798,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		}
 	} else {
 		modelcfg_unref(m);
-		log_info(r->rid, "accepted: stub (no model configured), %zu messages",
+		log_info(r->node.rid, "accepted: stub (no model configured), %zu messages",
 			 json_array_size(sub.messages));
 		r->state = REQ_STUB;
 		r->stub = rq->ops->stub_start(rq->ops->ud, stub_reply(sub.profile, sub.last_user), cfg->stub_ttft_ms,
@@ -923,7 +921,7 @@ static void request__keepalive(struct request *r)
 	struct requests *rq = r->rq;
 
 	buf_reset(&rq->ev);
-	contract_encode_keepalive(&rq->ev, r->rid, r->rec.next_seq);
+	contract_encode_keepalive(&rq->ev, r->node.rid, r->rec.next_seq);
 	request__emit(r, RECORD_KEEPALIVE, NULL, 0);
 }
 
