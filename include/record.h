@@ -21,7 +21,7 @@ enum record_kind {
 };
 
 struct record {
-	struct buf buf;               /* entries: kind (1 byte), length (4 bytes), data */
+	struct buf buf;               /* entries: kind and length (1 byte, 5 from 63 bytes of data on), data */
 	unsigned long long first_seq; /* seq of the first entry kept */
 	unsigned long long next_seq;  /* seq of the next event */
 	size_t limit;                 /* bytes of entries kept at most; 0: none kept */

@@ -1,5 +1,6 @@
 /* request: the lifecycle of chat requests. Owns the in-flight table (by
- * request_id), capacity, cancel, drain, the retry decision, and the one place
+ * request_id), the ended streams' linger entries (what a replay needs, kept
+ * stream.replay_linger_ms after the end), capacity, cancel, drain, the retry decision, and the one place
  * where a request's single terminal event is sent. Feeds each request from an
  * upstream call or, with no ready model, the stub. Reaches the bus, the
  * upstream and the stub only through struct request_ops, so the lifecycle

@@ -10,8 +10,8 @@
  *                 |                       REQ_STREAMING ------------------+  request_may_resume:
  *                 |                              |                           continue on another
  *                 v                              v                           replica (failover)
- *   end / cancel / timeout / shutdown --> request__finish --> REQ_ENDED: lingers
- *                                                  for replays, then freed
+ *   end / cancel / timeout / shutdown --> request__finish --> freed; what a replay
+ *                                                  needs lingers in a small entry
  *
  * request__finish is the only function that publishes a terminal event, and
  * it runs once per request: it moves the request out of the live table first.
@@ -40,30 +40,46 @@ enum request_state {
 	REQ_ATTEMPT,   /* an upstream attempt runs and has relayed nothing: a retry may follow */
 	REQ_STREAMING, /* the attempt relayed deltas: only a resume (failover) may follow */
 	REQ_STUB,      /* the stub streams (no ready model) */
-	REQ_ENDED,     /* the terminal event is out; the record lingers for replays */
+	REQ_ENDED,     /* the terminal event is out (the request is being freed) */
 };
 
-/* A hash table of requests by request_id. */
+/* What the tables and lists hold: the first member of a request and of a
+ * linger entry. */
+struct rnode {
+	struct rnode *hnext;       /* hash chain */
+	struct rnode *prev, *next; /* list */
+	const char *rid;           /* the owner's request_id */
+};
+
+/* A hash table by request_id. */
 struct rtable {
-	struct request **buckets;
+	struct rnode **buckets;
 	size_t nbuckets; /* power of two */
 	size_t count;
 };
 
-/* A list of requests, oldest first. */
+/* A list, oldest first. */
 struct rlist {
-	struct request *head, *tail;
+	struct rnode *head, *tail;
+};
+
+/* An ended stream, lingering for replays (stream.replay_linger_ms): only
+ * what a replay needs, the request itself is freed at its end. The stream
+ * subject is derived from the rid again when a replay asks. */
+struct lingering {
+	struct rnode node;         /* in rq->ended and rq->ended_list */
+	struct record rec;         /* compacted; owns the seqs */
+	unsigned long long end_ms; /* when the terminal event went out */
+	char rid[];
 };
 
 struct request {
-	struct request *hnext;       /* hash chain */
-	struct request *prev, *next; /* list of all requests in flight */
+	struct rnode node; /* in rq->live and rq->live_list */
 	struct requests *rq;
 	enum request_state state;
-	char rid[CONTRACT_RID_MAX + 1];
-	char *subject; /* <prefix>.chat.stream.<rid> */
+	char *subject; /* <prefix>.chat.stream.<rid>; node.rid points into it */
 	struct record rec;                 /* what was sent; owns the seq */
-	unsigned long long last_event_ms;  /* live: the last event; ended: the terminal one */
+	unsigned long long last_event_ms;  /* the last event (the terminal one once ended) */
 	struct modelcfg *model; /* snapshot taken at accept; NULL for the stub */
 	struct upstream *up;    /* REQ_ATTEMPT, REQ_STREAMING */
 	struct stub *stub;      /* REQ_STUB */
@@ -98,9 +114,10 @@ struct requests {
 	const struct config *cfg;
 	struct metrics *metrics;
 
-	struct rtable live, ended;  /* by request_id */
-	struct rlist live_list;     /* by start */
-	struct rlist ended_list;    /* by end */
+	struct rtable live;         /* requests by request_id */
+	struct rtable ended;        /* linger entries by request_id */
+	struct rlist live_list;     /* requests by start */
+	struct rlist ended_list;    /* linger entries by end */
 	size_t ended_bytes;         /* the ended records' buffers, together */
 
 	struct buf ev; /* scratch for encoding one event; the loop is single-threaded */
@@ -133,21 +150,21 @@ static void rtable_init(struct rtable *t)
 	t->count = 0;
 }
 
-static struct request *rtable_find(const struct rtable *t, const char *rid)
+static struct rnode *rtable_find(const struct rtable *t, const char *rid)
 {
-	struct request *r = t->buckets[request__hash(rid) & (t->nbuckets - 1)];
-	while (r && strcmp(r->rid, rid))
-		r = r->hnext;
-	return r;
+	struct rnode *n = t->buckets[request__hash(rid) & (t->nbuckets - 1)];
+	while (n && strcmp(n->rid, rid))
+		n = n->hnext;
+	return n;
 }
 
 static void rtable_grow(struct rtable *t)
 {
 	size_t n = t->nbuckets * 2;
-	struct request **b = xcalloc(n, sizeof(*b));
+	struct rnode **b = xcalloc(n, sizeof(*b));
 
 	for (size_t i = 0; i < t->nbuckets; i++) {
-		struct request *r = t->buckets[i], *next;
+		struct rnode *r = t->buckets[i], *next;
 		for (; r; r = next) {
 			next = r->hnext;
 			size_t k = request__hash(r->rid) & (n - 1);
@@ -160,7 +177,7 @@ static void rtable_grow(struct rtable *t)
 	t->nbuckets = n;
 }
 
-static void rtable_insert(struct rtable *t, struct request *r)
+static void rtable_insert(struct rtable *t, struct rnode *r)
 {
 	if (t->count >= t->nbuckets)
 		rtable_grow(t);
@@ -170,16 +187,16 @@ static void rtable_insert(struct rtable *t, struct request *r)
 	t->count++;
 }
 
-static void rtable_remove(struct rtable *t, struct request *r)
+static void rtable_remove(struct rtable *t, struct rnode *r)
 {
-	struct request **pp = &t->buckets[request__hash(r->rid) & (t->nbuckets - 1)];
+	struct rnode **pp = &t->buckets[request__hash(r->rid) & (t->nbuckets - 1)];
 	while (*pp != r)
 		pp = &(*pp)->hnext;
 	*pp = r->hnext;
 	t->count--;
 }
 
-static void rlist_append(struct rlist *l, struct request *r)
+static void rlist_append(struct rlist *l, struct rnode *r)
 {
 	r->next = NULL;
 	r->prev = l->tail;
@@ -190,7 +207,7 @@ static void rlist_append(struct rlist *l, struct request *r)
 	l->tail = r;
 }
 
-static void rlist_remove(struct rlist *l, struct request *r)
+static void rlist_remove(struct rlist *l, struct rnode *r)
 {
 	if (r->prev)
 		r->prev->next = r->next;
@@ -201,6 +218,17 @@ static void rlist_remove(struct rlist *l, struct request *r)
 	else
 		l->tail = r->prev;
 	r->prev = r->next = NULL;
+}
+
+/* The node is the first member of both. */
+static struct request *request__of(struct rnode *n)
+{
+	return (struct request *)n;
+}
+
+static struct lingering *lingering__of(struct rnode *n)
+{
+	return (struct lingering *)n;
 }
 
 static void request__publish(struct requests *rq, const char *subject)
@@ -254,13 +282,35 @@ static void request__free(struct request *r)
 	free(r);
 }
 
-/* An ended request leaves for good: its replays are over. */
-static void request__forget(struct requests *rq, struct request *r)
+/* An ended stream leaves for good: its replays are over. */
+static void request__forget(struct requests *rq, struct lingering *l)
 {
-	rtable_remove(&rq->ended, r);
-	rlist_remove(&rq->ended_list, r);
-	rq->ended_bytes -= r->rec.buf.cap;
-	request__free(r);
+	rtable_remove(&rq->ended, &l->node);
+	rlist_remove(&rq->ended_list, &l->node);
+	rq->ended_bytes -= l->rec.buf.cap;
+	record_free(&l->rec);
+	free(l);
+}
+
+/* Moves what a replay needs out of the ended request r, which the caller
+ * frees next, into a linger entry. */
+static void request__linger(struct requests *rq, struct request *r)
+{
+	size_t n = strlen(r->node.rid) + 1;
+	struct lingering *l = xmalloc(sizeof(*l) + n);
+
+	memcpy(l->rid, r->node.rid, n);
+	l->node.rid = l->rid;
+	l->rec = r->rec;
+	record_init(&r->rec, 0, 0); /* the buffer is the entry's now */
+	record_compact(&l->rec);
+	l->end_ms = r->last_event_ms;
+	rtable_insert(&rq->ended, &l->node);
+	rlist_append(&rq->ended_list, &l->node);
+	rq->ended_bytes += l->rec.buf.cap;
+	/* Past the budget the oldest records go first. */
+	while (rq->ended_bytes > (size_t)rq->cfg->stream_replay_linger_bytes && rq->ended_list.head != &l->node)
+		request__forget(rq, lingering__of(rq->ended_list.head));
 }
 
 /* Publishes the event in rq->ev, which the caller encoded with seq
@@ -342,8 +392,8 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	r->state = REQ_ENDED;
 	r->up = NULL;
 	r->stub = NULL;
-	rtable_remove(&rq->live, r);
-	rlist_remove(&rq->live_list, r);
+	rtable_remove(&rq->live, &r->node);
+	rlist_remove(&rq->live_list, &r->node);
 
 	char endpoint[512];
 	struct contract_route route = { r->attempts, NULL, r->resumed }, *rt = NULL;
@@ -354,7 +404,7 @@ static void request__finish(struct request *r, const struct upstream_result *res
 	}
 	buf_reset(&rq->ev);
 	if (res->code != CONTRACT_OK) {
-		contract_encode_error(&rq->ev, r->rid, r->rec.next_seq, res->code, res->message, rt);
+		contract_encode_error(&rq->ev, r->node.rid, r->rec.next_seq, res->code, res->message, rt);
 	} else {
 		const char *model = res->model ? res->model : r->model ? r->model->model : "stub";
 		struct contract_usage u = res->usage;
@@ -364,27 +414,18 @@ static void request__finish(struct request *r, const struct upstream_result *res
 			u.completion_tokens += r->usage.completion_tokens;
 			u.total_tokens += r->usage.total_tokens;
 		}
-		contract_encode_done(&rq->ev, r->rid, r->rec.next_seq, res->finish_reason, model,
+		contract_encode_done(&rq->ev, r->node.rid, r->rec.next_seq, res->finish_reason, model,
 				     res->has_usage ? &u : NULL, rt);
 	}
-	metrics_request_end(rq->metrics, &r->obs, r->rid,
+	metrics_request_end(rq->metrics, &r->obs, r->node.rid,
 			    &(struct metrics_end){ res->code, res->message, r->model ? r->model->model : "stub",
 						   route.endpoint, r->attempts, ms, res->finish_reason,
 						   res->has_usage ? &res->usage : NULL });
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 	/* What a replay needs is kept for the linger; the rest goes now. */
-	request__release_running(r);
-	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len) {
-		record_compact(&r->rec);
-		rtable_insert(&rq->ended, r);
-		rlist_append(&rq->ended_list, r);
-		rq->ended_bytes += r->rec.buf.cap;
-		/* Past the budget the oldest records go first. */
-		while (rq->ended_bytes > (size_t)rq->cfg->stream_replay_linger_bytes && rq->ended_list.head != r)
-			request__forget(rq, rq->ended_list.head);
-	} else {
-		request__free(r);
-	}
+	if (rq->cfg->stream_replay_linger_ms > 0 && r->rec.buf.len)
+		request__linger(rq, r);
+	request__free(r);
 
 	requests_check_admission(rq);
 	if (rq->draining && rq->live.count == 0 && rq->on_idle)
@@ -413,7 +454,7 @@ static void request__on_delta(void *ud, enum contract_delta kind, const char *te
 
 	request__relayed(r);
 	buf_reset(&rq->ev);
-	contract_encode_delta(&rq->ev, r->rid, r->rec.next_seq, kind, text, len);
+	contract_encode_delta(&rq->ev, r->node.rid, r->rec.next_seq, kind, text, len);
 	request__emit(r, kind == CONTRACT_REASONING ? RECORD_REASONING : RECORD_TOKEN, text, len);
 	metrics_request_delta(rq->metrics, &r->obs, kind, r->last_event_ms - r->started_ms);
 }
@@ -428,7 +469,7 @@ static void request__on_tool_call(void *ud, const struct contract_tool_call *tc)
 
 	request__relayed(r);
 	buf_reset(&rq->ev);
-	contract_encode_tool_call(&rq->ev, r->rid, r->rec.next_seq, tc);
+	contract_encode_tool_call(&rq->ev, r->node.rid, r->rec.next_seq, tc);
 	request__emit(r, RECORD_JSON, rq->ev.data, rq->ev.len);
 }
 
@@ -508,7 +549,7 @@ static void request__on_end_streaming(struct request *r, const struct upstream_r
 	if (request_may_resume(&f) && request__build_continuation(r) == 0) {
 		char url[512];
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
-		log_info(r->rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
+		log_info(r->node.rid, "attempt %d on %s broke off after %llu deltas (%s: %s); continuing on another replica",
 			 r->attempts, url, r->attempt_deltas, contract_code_name(res->code), res->message);
 		/* Usage of the broken attempt: its own, or one token a delta. */
 		struct contract_usage u = res->has_usage ? res->usage : (struct contract_usage){ 0, 0, 0 };
@@ -566,7 +607,7 @@ static void request__on_end(void *ud, const struct upstream_result *res)
 	if (request_may_retry(&f)) {
 		char url[512];
 		util_url_strip_userinfo(r->model->endpoints[r->ep_index].base_url, url, sizeof(url));
-		log_info(r->rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
+		log_info(r->node.rid, "attempt %d on %s failed (%s: %s); retrying", r->attempts, url,
 			 contract_code_name(res->code), res->message);
 		metrics_request_retry(r->rq->metrics, url);
 		if (request__start_attempt(r) == 0)
@@ -623,7 +664,7 @@ static int request__start_attempt(struct request *r)
 		r->tried |= 1ull << i;
 	const struct modelcfg_endpoint *e = &r->model->endpoints[i];
 	struct upstream_params p = {
-		.rid = r->rid,
+		.rid = r->node.rid,
 		.base_url = e->base_url,
 		.api_key = e->api_key,
 		.provider = r->model->kind,
@@ -731,24 +772,25 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		}
 	}
 	/* A new stream with the id of one that ended: the old record goes. */
-	if ((r = rtable_find(&rq->ended, sub.request_id)))
-		request__forget(rq, r);
+	struct rnode *old = rtable_find(&rq->ended, sub.request_id);
+	if (old)
+		request__forget(rq, lingering__of(old));
 	r = xcalloc(1, sizeof(*r));
 	r->rq = rq;
-	memcpy(r->rid, sub.request_id, sizeof(r->rid));
-	r->subject = contract_stream_subject(rq->subjects, r->rid);
+	r->subject = contract_stream_subject(rq->subjects, sub.request_id);
+	r->node.rid = r->subject + strlen(rq->subjects->stream_prefix);
 	r->started_ms = r->last_event_ms = request__now(rq);
 	record_init(&r->rec, sub.resume_next_seq, (size_t)cfg->limits_replay_bytes);
 	metrics_request_accepted(rq->metrics, &r->obs, sub.session_id);
-	rtable_insert(&rq->live, r);
-	rlist_append(&rq->live_list, r);
+	rtable_insert(&rq->live, &r->node);
+	rlist_append(&rq->live_list, &r->node);
 	requests_check_admission(rq);
-	request__ack(rq, reply, r->rid, CONTRACT_OK, NULL);
+	request__ack(rq, reply, r->node.rid, CONTRACT_OK, NULL);
 
 	struct modelcfg *m = modelcfg_store_get(rq->models);
 	if (m->ready) {
 		r->model = m;
-		log_info(r->rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
+		log_info(r->node.rid, "accepted: model=%s, %zu messages", m->model, json_array_size(sub.messages));
 		if (request__start_upstream(rq, r, &sub) < 0) {
 			struct upstream_result res = { .code = CONTRACT_INTERNAL,
 						       .message = "cannot start the upstream call" };
@@ -756,7 +798,7 @@ void requests_submit(struct requests *rq, const char *data, size_t len, const ch
 		}
 	} else {
 		modelcfg_unref(m);
-		log_info(r->rid, "accepted: stub (no model configured), %zu messages",
+		log_info(r->node.rid, "accepted: stub (no model configured), %zu messages",
 			 json_array_size(sub.messages));
 		r->state = REQ_STUB;
 		r->stub = rq->ops->stub_start(rq->ops->ud, stub_reply(sub.profile, sub.last_user), cfg->stub_ttft_ms,
@@ -769,22 +811,22 @@ out:
 void requests_cancel(struct requests *rq, const char *data, size_t len)
 {
 	char rid[CONTRACT_RID_MAX + 1];
-	struct request *r;
+	struct rnode *n;
 
 	if (contract_decode_cancel(data, len, rid) < 0) {
 		log_debug(NULL, "ignored a malformed cancel");
 		return;
 	}
-	if (!(r = rtable_find(&rq->live, rid)))
+	if (!(n = rtable_find(&rq->live, rid)))
 		return;
 	log_info(rid, "cancel requested");
-	request__abort(r, CONTRACT_CANCELLED, "cancelled by the client");
+	request__abort(request__of(n), CONTRACT_CANCELLED, "cancelled by the client");
 }
 
 void requests_end_all(struct requests *rq, enum contract_code code, const char *message)
 {
 	while (rq->live_list.head)
-		request__abort(rq->live_list.head, code, message);
+		request__abort(request__of(rq->live_list.head), code, message);
 }
 
 void requests_drain(struct requests *rq, void (*on_idle)(void *ud), void *ud)
@@ -804,8 +846,9 @@ size_t requests_inflight(const struct requests *rq)
 /* ---- replay ---- */
 
 struct request_replay {
-	struct request *r;
 	struct requests *rq;
+	const char *rid;
+	const char *subject;
 };
 
 static void request__replay_one(void *ud, unsigned long long seq, enum record_kind kind, const char *data, size_t len)
@@ -817,18 +860,18 @@ static void request__replay_one(void *ud, unsigned long long seq, enum record_ki
 	switch (kind) {
 	case RECORD_TOKEN:
 	case RECORD_REASONING:
-		contract_encode_delta(&rq->ev, rp->r->rid, seq, kind == RECORD_TOKEN ? CONTRACT_TOKEN : CONTRACT_REASONING,
+		contract_encode_delta(&rq->ev, rp->rid, seq, kind == RECORD_TOKEN ? CONTRACT_TOKEN : CONTRACT_REASONING,
 				      data, len);
 		break;
 	case RECORD_KEEPALIVE:
-		contract_encode_keepalive(&rq->ev, rp->r->rid, seq);
+		contract_encode_keepalive(&rq->ev, rp->rid, seq);
 		break;
 	case RECORD_JSON:
 		buf_append(&rq->ev, data, len);
 		break;
 	}
 	contract_mark_replay(&rq->ev, 0);
-	request__publish(rq, rp->r->subject);
+	request__publish(rq, rp->subject);
 }
 
 void requests_replay(struct requests *rq, const char *data, size_t len, const char *reply)
@@ -836,7 +879,7 @@ void requests_replay(struct requests *rq, const char *data, size_t len, const ch
 	char rid[CONTRACT_RID_MAX + 1];
 	unsigned long long from;
 	struct contract_error err;
-	struct request *r;
+	struct rnode *live = NULL, *ended = NULL;
 	enum contract_code code = CONTRACT_OK;
 	const char *msg = NULL;
 	unsigned long long first = 0, next = 0;
@@ -846,13 +889,18 @@ void requests_replay(struct requests *rq, const char *data, size_t len, const ch
 		code = CONTRACT_BAD_REQUEST;
 		msg = err.message;
 		memcpy(rid, err.request_id, sizeof(rid));
-	} else if (!(r = rtable_find(&rq->live, rid)) && !(r = rtable_find(&rq->ended, rid))) {
+	} else if (!(live = rtable_find(&rq->live, rid)) && !(ended = rtable_find(&rq->ended, rid))) {
 		code = CONTRACT_UNKNOWN_REQUEST;
 		msg = "no stream with this request_id here (never seen, or past stream.replay_linger_ms)";
 	} else {
-		struct request_replay rp = { r, rq };
-		next = r->rec.next_seq;
-		first = record_replay(&r->rec, from, request__replay_one, &rp);
+		/* A live stream, or one lingering after its end (its subject is
+		 * derived again: the entry does not keep it). */
+		const struct record *rec = live ? &request__of(live)->rec : &lingering__of(ended)->rec;
+		char *subject = live ? NULL : contract_stream_subject(rq->subjects, rid);
+		struct request_replay rp = { rq, rid, live ? request__of(live)->subject : subject };
+		next = rec->next_seq;
+		first = record_replay(rec, from, request__replay_one, &rp);
+		free(subject);
 		if (first > from) {
 			code = CONTRACT_REPLAY_TRUNCATED;
 			msg = "the oldest events asked for were dropped (limits.replay_bytes); sent from first_seq";
@@ -873,7 +921,7 @@ static void request__keepalive(struct request *r)
 	struct requests *rq = r->rq;
 
 	buf_reset(&rq->ev);
-	contract_encode_keepalive(&rq->ev, r->rid, r->rec.next_seq);
+	contract_encode_keepalive(&rq->ev, r->node.rid, r->rec.next_seq);
 	request__emit(r, RECORD_KEEPALIVE, NULL, 0);
 }
 
@@ -882,17 +930,17 @@ void requests_tick(struct requests *rq)
 	unsigned long long now = request__now(rq);
 	unsigned long long keepalive = (unsigned long long)rq->cfg->stream_keepalive_ms;
 	unsigned long long linger = (unsigned long long)rq->cfg->stream_replay_linger_ms;
-	struct request *r;
+	struct rnode *n;
 
 	/* Every live stream is looked at (a load and a compare each): cheaper
 	 * than keeping the list in last-event order on every event. */
 	if (keepalive) {
-		for (r = rq->live_list.head; r; r = r->next)
-			if (now - r->last_event_ms >= keepalive)
-				request__keepalive(r);
+		for (n = rq->live_list.head; n; n = n->next)
+			if (now - request__of(n)->last_event_ms >= keepalive)
+				request__keepalive(request__of(n));
 	}
-	while ((r = rq->ended_list.head) && now - r->last_event_ms >= linger)
-		request__forget(rq, r);
+	while ((n = rq->ended_list.head) && now - lingering__of(n)->end_ms >= linger)
+		request__forget(rq, lingering__of(n));
 }
 
 struct requests *requests_new(const struct request_ops *ops, const struct contract_subjects *subjects,
@@ -923,7 +971,7 @@ void requests_free(struct requests *rq)
 	if (!rq)
 		return;
 	while (rq->ended_list.head)
-		request__forget(rq, rq->ended_list.head);
+		request__forget(rq, lingering__of(rq->ended_list.head));
 	free(rq->live.buckets);
 	free(rq->ended.buckets);
 	buf_free(&rq->ev);

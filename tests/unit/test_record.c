@@ -90,7 +90,7 @@ static void test_bound_drops_oldest(void **state)
 	char d[16];
 
 	(void)state;
-	record_init(&r, 0, 100); /* 10 entries of 5 + 5 bytes fit */
+	record_init(&r, 0, 100); /* 16 entries of 1 + 5 bytes fit */
 	for (int i = 0; i < 30; i++) {
 		snprintf(d, sizeof(d), "t%04d", i);
 		assert_int_equal(record_add(&r, RECORD_TOKEN, d, 5), (unsigned long long)i);
@@ -136,6 +136,89 @@ static void test_oversized_and_zero_limit(void **state)
 	record_free(&r);
 }
 
+/* Entry headers are 1 byte below 63 bytes of data and 5 from 63 on: every
+ * length around and past the switch comes back whole, with its kind. */
+struct lens {
+	size_t len[16];
+	enum record_kind kind[16];
+	int n;
+	int bad; /* entries whose data differs from fill(len) */
+};
+
+static void fill(char *p, size_t len, size_t salt)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (char)('a' + (i + salt) % 26);
+}
+
+static void collect_lens(void *ud, unsigned long long seq, enum record_kind kind, const char *data, size_t len)
+{
+	struct lens *l = ud;
+	static char want[70000];
+
+	(void)seq;
+	assert_true(l->n < 16 && len <= sizeof(want));
+	fill(want, len, len);
+	if (memcmp(want, data, len))
+		l->bad++;
+	l->len[l->n] = len;
+	l->kind[l->n] = kind;
+	l->n++;
+}
+
+static void test_entry_lengths(void **state)
+{
+	static const size_t lens[] = { 0, 1, 62, 63, 64, 300, 65535, 65536, 69999 };
+	static char data[70000];
+	enum record_kind kinds[] = { RECORD_TOKEN, RECORD_REASONING, RECORD_JSON };
+	struct record r;
+	struct lens l = { 0 };
+	size_t n = sizeof(lens) / sizeof(lens[0]), reasoning = 0;
+
+	(void)state;
+	record_init(&r, 0, 1 << 20);
+	for (size_t i = 0; i < n; i++) {
+		fill(data, lens[i], lens[i]);
+		assert_int_equal(record_add(&r, kinds[i % 3], data, lens[i]), i);
+		if (kinds[i % 3] == RECORD_REASONING)
+			reasoning += lens[i];
+	}
+	assert_int_equal(record_add(&r, RECORD_KEEPALIVE, "x", 1), n);
+	assert_int_equal(record_replay(&r, 0, collect_lens, &l), 0);
+	assert_int_equal(l.n, (int)n + 1);
+	assert_int_equal(l.bad, 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(l.len[i], lens[i]);
+		assert_int_equal(l.kind[i], kinds[i % 3]);
+	}
+	assert_int_equal(l.kind[n], RECORD_KEEPALIVE);
+	assert_int_equal(l.len[n], 0);
+	struct buf t;
+	buf_init(&t);
+	record_text(&r, RECORD_REASONING, &t);
+	assert_int_equal(t.len, reasoning);
+	buf_free(&t);
+	assert_false(r.dropped);
+	record_free(&r);
+
+	/* Past the bound, long and short entries are dropped whole. */
+	record_init(&r, 0, 400);
+	for (size_t i = 0; i < 40; i++) {
+		size_t len = i % 2 ? 3 : 100;
+		fill(data, len, len);
+		record_add(&r, RECORD_TOKEN, data, len);
+		assert_true(r.buf.len <= 400);
+	}
+	assert_true(r.dropped);
+	l = (struct lens){ 0 };
+	unsigned long long first = record_replay(&r, 0, collect_lens, &l);
+	assert_int_equal(l.n, 40 - (int)first);
+	assert_int_equal(l.bad, 0);
+	for (int i = 0; i < l.n; i++)
+		assert_int_equal(l.len[i], (first + (unsigned long long)i) % 2 ? 3 : 100);
+	record_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_first_seq_offset),
 		cmocka_unit_test(test_bound_drops_oldest),
 		cmocka_unit_test(test_oversized_and_zero_limit),
+		cmocka_unit_test(test_entry_lengths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
