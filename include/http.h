@@ -39,6 +39,13 @@ struct http *http_new(uv_loop_t *loop, long max_conns_per_host);
  * its owner can free it; done is not called), then closes the poll handles;
  * the loop must run once more to free them. */
 void http_free(struct http *h);
+/* A clean easy handle (as curl_easy_init makes one), reused when one is
+ * idle. Give it back with http_release. */
+CURL *http_easy(struct http *h);
+/* Ends x's use of its easy handle: aborts the transfer if it runs, then
+ * keeps the handle (reset) for a next transfer, or cleans it up. x->easy is
+ * NULL after. Also for a handle whose transfer never started. */
+void http_release(struct http_xfer *x);
 /* x->easy and x->done must be set. Sets CURLOPT_PRIVATE to x, and curl's
  * open/close socket callbacks (http owns every connection's socket). */
 int http_start(struct http *h, struct http_xfer *x) UTIL_WUR;

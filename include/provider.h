@@ -56,10 +56,10 @@ bool provider_can_continue(enum provider_kind kind);
 int provider_continue_body(enum provider_kind kind, json_t *body, const char *text, size_t text_len,
 			   const char *reasoning, size_t reasoning_len, long long produced);
 
-/* A new easy handle for url with the options every call to a backend gets:
- * http/https only, no redirects, TLS verification, no signals, and for
- * https HTTP/2 with PIPEWAIT so streams share multiplexed connections. Out
- * of memory inside curl is fatal, as for xmalloc. */
-CURL *provider_easy(const char *url);
+/* Sets on a clean easy handle (http_easy) url and the options every call to
+ * a backend gets: http/https only, no redirects, TLS verification, no
+ * signals, and for https HTTP/2 with PIPEWAIT so streams share multiplexed
+ * connections. */
+void provider_easy(CURL *e, const char *url);
 
 #endif

@@ -82,7 +82,7 @@ static void probe__check_free(struct probe_check *c)
 		c->run->probe->checks = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	curl_easy_cleanup(c->x.easy);
+	http_release(&c->x);
 	curl_slist_free_all(c->headers);
 	free(c->body);
 	buf_free(&c->resp);
@@ -184,7 +184,9 @@ static void probe__start_check(struct probe_run *run, size_t i, long long timeou
 	else
 		url = provider_chat_url(run->cfg->kind, e->base_url, run->cfg->model, run->cfg->api_version, false);
 	c->headers = provider_auth_header(c->headers, run->cfg->kind, e->api_key);
-	easy = c->x.easy = provider_easy(url);
+	easy = c->x.easy = http_easy(p->http);
+	c->x.http = p->http; /* http_release finds the pool even if the start fails */
+	provider_easy(easy, url);
 	if (!run->pool) {
 		c->body = openai_build_probe(run->cfg->model);
 		c->headers = curl_slist_append(c->headers, "Content-Type: application/json");

@@ -133,12 +133,8 @@ int provider_continue_body(enum provider_kind kind, json_t *body, const char *te
 	return 0;
 }
 
-CURL *provider_easy(const char *url)
+void provider_easy(CURL *e, const char *url)
 {
-	CURL *e = curl_easy_init();
-
-	if (!e)
-		util_oom();
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -152,5 +148,4 @@ CURL *provider_easy(const char *url)
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	}
-	return e;
 }

@@ -79,7 +79,7 @@ struct upstream {
 
 static void upstream__free(struct upstream *u)
 {
-	curl_easy_cleanup(u->x.easy);
+	http_release(&u->x);
 	if (u->auth) {
 		u->auth->next = NULL; /* the constant tail is not ours to free */
 		curl_slist_free_all(u->auth);
@@ -438,7 +438,9 @@ struct upstream *upstream_start(struct http *h, struct upstream_params *p, const
 		headers = u->auth;
 	}
 
-	e = u->x.easy = provider_easy(url);
+	e = u->x.easy = http_easy(h);
+	u->x.http = h; /* http_release finds the pool even if the start fails */
+	provider_easy(e, url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)u->body->data);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)u->body->len);

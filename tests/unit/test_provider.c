@@ -128,8 +128,9 @@ static void test_easy_handle(void **state)
 	char *url = NULL;
 
 	(void)state;
-	e = provider_easy("https://example.invalid/v1/chat/completions");
+	e = curl_easy_init();
 	assert_non_null(e);
+	provider_easy(e, "https://example.invalid/v1/chat/completions");
 	assert_int_equal(curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url), CURLE_OK);
 	assert_string_equal(url, "https://example.invalid/v1/chat/completions");
 	curl_easy_cleanup(e);
