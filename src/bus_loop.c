@@ -130,6 +130,10 @@ static void bl__on_flush(uv_prepare_t *h)
 	if (!bl->poll || bl->blocked)
 		return;
 	natsConnection_ProcessWriteEvent(bl->nc);
+	/* A large write takes a while, and the loop is about to compute how
+	 * long it may block from the time it read before the timers ran: read
+	 * it again, or every timer due next fires late by the write's length. */
+	uv_update_time(bl->loop);
 	/* All written: nats.c said write(false) from inside, and that is all.
 	 * Bytes left: the kernel's buffer is full; epoll says when it drains. */
 	uv_mutex_lock(&bl->lock);
