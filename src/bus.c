@@ -38,7 +38,7 @@
 #define BUS_GONE_MAX 8
 
 /* Delivered messages destroyed together (bus__spent). */
-#define BUS_SPENT_MAX 64
+#define BUS_SPENT_MAX 512
 #define BUS_SPENT_BYTES (256 * 1024)
 
 /* What a flush is for. */
@@ -173,7 +173,10 @@ static void bus__deliver(struct bus *b, enum bus_event ev, natsMsg *msg)
 /* natsMsg_Destroy hands each message to nats.c's garbage-collector thread
  * and wakes it (a futex, a context switch and a free on another thread, per
  * submit). Spent messages are kept and given back in batches instead, so
- * the collector wakes once per batch; bounded in count and bytes. */
+ * the collector wakes once per batch; bounded in count and bytes (what is
+ * kept when traffic stops is at most BUS_SPENT_BYTES, freed at exit or by
+ * the next batch). Bench B, futex calls for 5,000 submits: 9,143-11,634
+ * one by one, 3,286-6,554 in batches of 64, 444-581 in batches of 512. */
 static void bus__spent_flush(struct bus *b)
 {
 	for (int i = 0; i < b->nspent; i++)
