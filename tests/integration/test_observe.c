@@ -554,7 +554,11 @@ static void test_json_request_lines(void **state)
 /* Waits until the one dispatcher answering $SRV.STATS says it serves. */
 static void wait_serving(struct h_client *c, int timeout_ms)
 {
-	for (int waited = 0; waited < timeout_ms; waited += 200) {
+	/* By the clock: before the daemon subscribes, the server answers "no
+	 * responders" at once and a gather returns early. */
+	unsigned long long end = util_now_ms() + (unsigned long long)timeout_ms;
+	while (util_now_ms() < end) {
+		unsigned long long t0 = util_now_ms();
 		json_t *all = srv_gather(c, "$SRV.STATS.sundynix-dispatcher", 200);
 		json_t *sub = json_array_get(json_object_get(json_array_get(all, 0), "endpoints"), 0);
 		const char *st = json_string_value(json_object_get(json_object_get(sub, "data"), "state"));
@@ -562,6 +566,8 @@ static void wait_serving(struct h_client *c, int timeout_ms)
 		json_decref(all);
 		if (serving)
 			return;
+		if (util_now_ms() - t0 < 100)
+			h_sleep_ms(100);
 	}
 	fail_msg("no dispatcher serving within %d ms", timeout_ms);
 }
