@@ -23,6 +23,7 @@ SANFLAGS := -fsanitize=thread
 # under TSan (6 s without). It is single-threaded parsing, where TSan has
 # nothing to find; the plain and ASan builds run it.
 TSAN_SKIP := unit_openai_corpus
+export TSAN_OPTIONS := suppressions=$(CURDIR)/tests/tsan.supp
 endif
 
 # Expanded when a recipe uses them, not when make reads this file: on a bare
