@@ -30,6 +30,7 @@
 #define CTL_DEFAULT_PREFIX "sundynix"
 #define CTL_CONNECT_TIMEOUT_MS 3000
 #define CTL_FLUSH_TIMEOUT_MS 5000
+#define CTL_UNSUB_FLUSH_MS 1000 /* ctl__sub_destroy: bounded, the server may be gone */
 #define CTL_ACK_TIMEOUT_MS 5000
 /* How long chat polls NATS before looking at signals and its deadline. */
 #define CTL_POLL_MS 100
@@ -474,6 +475,20 @@ static int ctl__flush(natsConnection *nc)
 		return -1;
 	}
 	return 0;
+}
+
+/* libnats before 3.6 can crash its reader thread when a subscription is
+ * destroyed while a message for it is being delivered (nats.c issue 637;
+ * Debian 12 ships 3.4.1). So the interest goes first, then one round trip
+ * (the reader handles everything that came before the PONG), then the
+ * destroy. sub may be NULL. */
+static void ctl__sub_destroy(natsConnection *nc, natsSubscription *sub)
+{
+	if (!sub)
+		return;
+	if (natsSubscription_Unsubscribe(sub) == NATS_OK)
+		(void)natsConnection_FlushTimeout(nc, CTL_UNSUB_FLUSH_MS);
+	natsSubscription_Destroy(sub);
 }
 
 static int ctl__publish(natsConnection *nc, const char *subject, const char *data, size_t len)
@@ -1031,9 +1046,9 @@ out:
 	for (size_t i = 0; i < CTL_PENDING_MAX; i++)
 		free(c->pending[i].data);
 	free(c->replay_subject);
-	natsSubscription_Destroy(c->replay_sub);
+	ctl__sub_destroy(nc, c->replay_sub);
 	natsInbox_Destroy(inbox);
-	natsSubscription_Destroy(sub);
+	ctl__sub_destroy(nc, sub);
 	buf_free(&c->text);
 	buf_free(&c->reasoning);
 	free(c);
@@ -1216,9 +1231,7 @@ static int ctl__cmd_serve(natsConnection *nc, const struct contract_subjects *su
 		rc = CTL_EXIT_OK;
 out:
 	/* Unsubscribing first waits out a callback that may still use sv. */
-	if (sub)
-		natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
+	ctl__sub_destroy(nc, sub);
 	return rc;
 }
 
@@ -1338,7 +1351,7 @@ static size_t ctl__srv_gather(natsConnection *nc, const char *verb, const struct
 	if (n)
 		qsort(*out, n, sizeof(**out), ctl__answer_cmp);
 out:
-	natsSubscription_Destroy(sub);
+	ctl__sub_destroy(nc, sub);
 	natsInbox_Destroy(inbox);
 	return n;
 }
